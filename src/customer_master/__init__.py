@@ -1,0 +1,1 @@
+"""Customer Master: multi-tenant customer master data for B2B wholesalers."""

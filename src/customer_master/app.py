@@ -1,0 +1,156 @@
+"""The FastAPI application: routers, the one error shape, the HTTP edge middleware."""
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from customer_master import ops
+from customer_master.auth.api import router as auth_router
+from customer_master.customers.api import router as customers_router
+from customer_master.db.session import Database
+from customer_master.errors import AppError, RateLimited, ServiceUnavailable, error_body
+from customer_master.http import HttpEdgeMiddleware
+
+logger = logging.getLogger("customer_master")
+
+HTTP_STATUS_CODES = {
+    400: ("VALIDATION_ERROR", 422),
+    401: ("AUTH_REQUIRED", 401),
+    403: ("FORBIDDEN", 403),
+    404: ("NOT_FOUND", 404),
+    405: ("METHOD_NOT_ALLOWED", 405),
+    413: ("PAYLOAD_TOO_LARGE", 413),
+    415: ("UNSUPPORTED_MEDIA_TYPE", 415),
+}
+
+
+def create_app(database_url: str, jwt_secret: str, token_ttl_s: int = 3600, pool_size: int = 10) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.db = Database(database_url, pool_size)
+        yield
+        await app.state.db.dispose()
+
+    app = FastAPI(
+        title="Customer Master",
+        version="1.0.0",
+        description="Customer master data of B2B wholesalers: customers, contacts, import, detection.",
+        lifespan=lifespan,
+        redirect_slashes=False,
+    )
+    app.state.jwt_secret = jwt_secret
+    app.state.token_ttl_s = token_ttl_s
+    app.include_router(ops.router)
+    app.include_router(auth_router)
+    app.include_router(customers_router)
+    app.add_middleware(HttpEdgeMiddleware)
+    _install_error_handlers(app)
+    return app
+
+
+def _request_id(request: Request) -> str:
+    return getattr(request.state, "request_id", "") or ""
+
+
+def error_response(
+    request: Request,
+    code: str,
+    status: int,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    request_id = _request_id(request)
+    return JSONResponse(
+        error_body(code, message, details or {}, request_id),
+        status_code=status,
+        headers={"X-Request-ID": request_id, **(headers or {})},
+    )
+
+
+def _field_of(error: dict[str, Any]) -> str | None:
+    """`("body", "billing_address", "country")` → `billing_address.country`; the whole body → None."""
+    loc: Sequence[Any] = error.get("loc", ())
+    if error.get("type") == "json_invalid":
+        return None
+    parts = (
+        [str(part) for part in loc[1:]]
+        if loc and loc[0] in ("body", "query", "path", "header")
+        else [str(part) for part in loc]
+    )
+    return ".".join(parts) or None
+
+
+def _reason_of(error: dict[str, Any]) -> str:
+    message = str(error.get("msg", "invalid"))
+    if error.get("type") == "json_invalid":
+        return f"malformed JSON: {error.get('ctx', {}).get('error', message)}"
+    if error.get("type") == "extra_forbidden":
+        return "unknown field"
+    return message.removeprefix("Value error, ")
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def app_error(request: Request, exc: AppError) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, RateLimited) else None
+        return error_response(request, exc.code, exc.status, exc.message, exc.details, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"field": _field_of(e), "reason": _reason_of(e)} for e in exc.errors()]
+        message = "; ".join(f"{e['field'] or 'body'}: {e['reason']}" for e in errors) or "Invalid request"
+        return error_response(request, "VALIDATION_ERROR", 422, message, {"errors": errors})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code, status = HTTP_STATUS_CODES.get(exc.status_code, ("VALIDATION_ERROR", 422))
+        if exc.status_code >= 500:
+            code, status = "INTERNAL_ERROR", 500
+        message = {404: "No such route", 405: "This path does not take that method"}.get(
+            exc.status_code, str(exc.detail)
+        )
+        details = {"errors": [{"field": None, "reason": str(exc.detail)}]} if status == 422 else {}
+        return error_response(request, code, status, message, details, dict(exc.headers or {}))
+
+    @app.exception_handler(DBAPIError)
+    async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        if _is_connection_problem(exc):
+            error = ServiceUnavailable()
+            return error_response(request, error.code, error.status, error.message)
+        logger.exception("database error", exc_info=exc)
+        return error_response(request, "INTERNAL_ERROR", 500, "Internal error")
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        if _is_connection_problem(exc):
+            error = ServiceUnavailable()
+            return error_response(request, error.code, error.status, error.message)
+        logger.exception("unhandled error", exc_info=exc)
+        return error_response(request, "INTERNAL_ERROR", 500, "Internal error")
+
+
+def _is_connection_problem(exc: BaseException) -> bool:
+    """The database is unreachable or the connection was lost: nothing was applied, retry is safe."""
+    if isinstance(exc, OperationalError | InterfaceError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    ):
+        return True
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    return isinstance(
+        cause,
+        OSError
+        | TimeoutError
+        | asyncpg.PostgresConnectionError
+        | asyncpg.InterfaceError
+        | asyncpg.CannotConnectNowError
+        | asyncpg.ConnectionDoesNotExistError,
+    )

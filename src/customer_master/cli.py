@@ -1,0 +1,184 @@
+"""The `customer-master` command: serve, migrate, and org / user / token administration."""
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from customer_master.auth import security
+from customer_master.auth import service as auth_service
+from customer_master.auth.models import Role
+from customer_master.auth.schemas import ApiTokenCreate, UserCreate
+from customer_master.auth.tenancy import OrgId
+from customer_master.config import get_settings, resolve_jwt_secret
+from customer_master.db.migrate import upgrade_to_head
+from customer_master.db.session import Database, resolve_database_url
+from customer_master.errors import AppError
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="Customer Master: customer master data for B2B wholesalers.\n\n"
+    "Reads DATABASE_URL (a libpq URL); without it, an embedded PostgreSQL lives in CM_DATA_DIR "
+    "(default ./.customer-master).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+org_app = typer.Typer(help="Create organisations (tenants).", no_args_is_help=True)
+user_app = typer.Typer(help="Create users in an org.", no_args_is_help=True)
+token_app = typer.Typer(help="Create API tokens for integrations.", no_args_is_help=True)
+app.add_typer(org_app, name="org")
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
+
+
+def fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def database_url() -> str:
+    """The database, migrated to the newest schema (safe while a server runs on it)."""
+    url = asyncio.run(resolve_database_url(get_settings()))
+    upgrade_to_head(url)
+    return url
+
+
+def in_transaction(url: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run `work` in one transaction: committed when it succeeds, rolled back when it fails."""
+
+    async def run() -> T:
+        database = Database(url, pool_size=1)
+        try:
+            async with database.transaction() as session:
+                return await work(session)
+        finally:
+            await database.dispose()
+
+    try:
+        return asyncio.run(run())
+    except ValidationError as exc:
+        fail(_describe(exc))
+    except AppError as exc:
+        errors = exc.details.get("errors")
+        detail = "; ".join(f"{e['field']}: {e['reason']}" for e in errors) if errors else ""
+        fail(f"{exc.message}" + (f" ({detail})" if detail and detail not in exc.message else ""))
+    raise AssertionError("unreachable")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    demo: Annotated[bool, typer.Option("--demo", help="Create the demo org (once) and print its logins")] = False,
+) -> None:
+    """Migrate the database, then serve the API (and web UI) until stopped."""
+    import uvicorn
+
+    from customer_master.app import create_app
+    from customer_master.demo import DEMO_PASSWORD, DEMO_SLUG, DEMO_USERS, ensure_demo_org
+
+    settings = get_settings()
+    try:
+        jwt_secret = resolve_jwt_secret(settings)
+    except RuntimeError as exc:
+        fail(str(exc))
+    url = database_url()
+    if demo:
+        in_transaction(url, ensure_demo_org)
+    typer.echo(f"Customer Master on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    if demo:
+        typer.echo(f"Demo logins (org '{DEMO_SLUG}', password '{DEMO_PASSWORD}'):")
+        for email, role in DEMO_USERS:
+            typer.echo(f"  {role.value:<11} {email}")
+    sys.stdout.flush()
+    application = create_app(url, jwt_secret, settings.token_ttl_s, settings.db_pool_size)
+    uvicorn.run(application, host=host, port=port, log_level="info")
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema to the newest version."""
+    database_url()
+    typer.echo("database migrated")
+
+
+@org_app.command("create")
+def org_create(
+    slug: Annotated[str, typer.Option(help="Short name used at login, e.g. acme")],
+    name: Annotated[str, typer.Option(help="Display name, e.g. 'ACME GmbH'")],
+    admin_email: Annotated[str, typer.Option(help="E-mail of the org's first ADMIN")],
+    admin_password: Annotated[str | None, typer.Option(help="At least 12 characters; generated when left out")] = None,
+) -> None:
+    """Create an org with its first ADMIN user."""
+    password = admin_password or security.generate_password()
+    admin = _user_or_fail(email=admin_email, name=None, role=Role.ADMIN, password=password)
+
+    async def work(session: AsyncSession) -> str:
+        org = await auth_service.create_org(session, slug, name)
+        await auth_service.create_user(session, OrgId(org.id), admin)
+        return str(org.id)
+
+    org_id = in_transaction(database_url(), work)
+    typer.echo(f"org {slug} created (id {org_id}); admin {admin.email}")
+    if admin_password is None:
+        typer.echo(f"password: {password}")
+
+
+@user_app.command("create")
+def user_create(
+    org: Annotated[str, typer.Option(help="The org's slug")],
+    email: Annotated[str, typer.Option(help="The user's e-mail (login)")],
+    role: Annotated[Role, typer.Option(help="VIEWER, OPS, INTEGRATOR or ADMIN", case_sensitive=False)],
+    name: Annotated[str | None, typer.Option(help="Display name")] = None,
+    password: Annotated[str | None, typer.Option(help="At least 12 characters; generated when left out")] = None,
+) -> None:
+    """Create a user in an org."""
+    chosen = password or security.generate_password()
+    data = _user_or_fail(email=email, name=name, role=role, password=chosen)
+
+    async def work(session: AsyncSession) -> str:
+        org_id = await auth_service.org_id_by_slug(session, org)
+        return str((await auth_service.create_user(session, org_id, data)).id)
+
+    user_id = in_transaction(database_url(), work)
+    typer.echo(f"user {data.email} created in {org} as {role.value} (id {user_id})")
+    if password is None:
+        typer.echo(f"password: {chosen}")
+
+
+@token_app.command("create")
+def token_create(
+    org: Annotated[str, typer.Option(help="The org's slug")],
+    name: Annotated[str, typer.Option(help="What the token is for, e.g. erp-nightly")],
+    role: Annotated[Role, typer.Option(help="VIEWER, OPS, INTEGRATOR or ADMIN", case_sensitive=False)],
+) -> None:
+    """Create an API token; it is printed once and stored only as a hash."""
+    try:
+        data = ApiTokenCreate(name=name, role=role)
+    except ValidationError as exc:
+        fail(str(exc.errors()[0]["msg"]))
+
+    async def work(session: AsyncSession) -> str:
+        org_id = await auth_service.org_id_by_slug(session, org)
+        return (await auth_service.create_api_token(session, org_id, data))[1]
+
+    token = in_transaction(database_url(), work)
+    typer.echo(f"token: {token}")
+
+
+def _user_or_fail(email: str, name: str | None, role: Role, password: str) -> UserCreate:
+    """A user's fields checked with the API's rules before the database is touched."""
+    try:
+        return UserCreate(email=email, name=name, role=role, password=password)
+    except ValidationError as exc:
+        fail(_describe(exc))
+        raise
+
+
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors())

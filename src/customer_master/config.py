@@ -1,0 +1,40 @@
+"""Settings, read from the environment (the same for the server and every CLI command)."""
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CM_", extra="ignore")
+
+    # A plain libpq URL; without it an embedded PostgreSQL is started in `data_dir`.
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    data_dir: Path = Path(".customer-master")
+    # Without it, embedded mode generates one secret once and keeps it in the data directory.
+    jwt_secret: str | None = None
+    token_ttl_s: int = Field(default=3600, ge=60)
+    max_upload_mb: int = Field(default=100, ge=1)
+    db_pool_size: int = Field(default=10, ge=1)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def resolve_jwt_secret(settings: Settings) -> str:
+    """`CM_JWT_SECRET`, else (embedded mode) a secret generated once and kept in the data directory."""
+    if settings.jwt_secret:
+        return settings.jwt_secret
+    if settings.database_url:
+        raise RuntimeError("Set CM_JWT_SECRET: with DATABASE_URL every server process must share one secret")
+    path = settings.data_dir / "jwt_secret"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(48))
+    return path.read_text().strip()

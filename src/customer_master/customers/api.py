@@ -1,0 +1,115 @@
+"""Customer and contact routes: parse, call the service, shape the response."""
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+
+from customer_master.customers import service
+from customer_master.customers.schemas import (
+    ContactIn,
+    ContactOut,
+    ContactPatch,
+    CustomerCreate,
+    CustomerListItem,
+    CustomerOut,
+    CustomerPatch,
+)
+from customer_master.deps import Admin, AnyRole, SessionDep, Writer
+from customer_master.idempotency import run_idempotent
+from customer_master.schemas import Items, Page
+
+router = APIRouter(prefix="/api/v1", tags=["customers"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", description="Replays the first response for 24 h (1..255 chars)"),
+]
+IfMatch = Annotated[str | None, Header(alias="If-Match", description="The ETag you last read")]
+
+
+def _document_response(document: service.CustomerDocument, status_code: int = 200) -> Response:
+    return Response(
+        document.body, status_code=status_code, media_type="application/json", headers={"ETag": document.etag}
+    )
+
+
+@router.get("/customers", response_model=Page[CustomerListItem])
+async def list_customers(
+    session: SessionDep,
+    principal: AnyRole,
+    q: Annotated[str | None, Query(max_length=500, description="Name substring or ERP number prefix")] = None,
+    erp_number: Annotated[str | None, Query(max_length=100, description="Exact ERP number")] = None,
+    email: Annotated[str | None, Query(max_length=320, description="A contact's e-mail")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+) -> dict[str, Any]:
+    items, next_cursor = await service.list_customers(
+        session, principal.org_id, q=q, erp_number=erp_number, email=email, limit=limit, cursor=cursor
+    )
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.post("/customers", status_code=201, response_model=CustomerOut)
+async def create_customer(
+    request: Request,
+    body: CustomerCreate,
+    session: SessionDep,
+    principal: Writer,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    async def create() -> bytes:
+        return (await service.create_customer(session, principal.org_id, body)).body
+
+    return await run_idempotent(session, principal.org_id, request, idempotency_key, 201, create)
+
+
+@router.get("/customers/{id}", response_model=CustomerOut)
+async def get_customer(id: uuid.UUID, session: SessionDep, principal: AnyRole) -> Response:
+    return _document_response(await service.get_customer(session, principal.org_id, id))
+
+
+@router.patch("/customers/{id}", response_model=CustomerOut)
+async def update_customer(
+    id: uuid.UUID, body: CustomerPatch, session: SessionDep, principal: Writer, if_match: IfMatch = None
+) -> Response:
+    return _document_response(await service.update_customer(session, principal.org_id, id, body, if_match))
+
+
+@router.delete("/customers/{id}", status_code=204)
+async def delete_customer(id: uuid.UUID, session: SessionDep, principal: Admin, if_match: IfMatch = None) -> Response:
+    await service.delete_customer(session, principal.org_id, id, if_match)
+    return Response(status_code=204)
+
+
+@router.get("/customers/{id}/contacts", response_model=Items[ContactOut])
+async def list_contacts(id: uuid.UUID, session: SessionDep, principal: AnyRole) -> dict[str, Any]:
+    return {"items": await service.list_contacts(session, principal.org_id, id)}
+
+
+@router.post("/customers/{id}/contacts", status_code=201, response_model=ContactOut)
+async def create_contact(
+    request: Request,
+    id: uuid.UUID,
+    body: ContactIn,
+    session: SessionDep,
+    principal: Writer,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    async def create() -> bytes:
+        return (await service.create_contact(session, principal.org_id, id, body)).model_dump_json().encode()
+
+    return await run_idempotent(session, principal.org_id, request, idempotency_key, 201, create)
+
+
+@router.patch("/customers/{id}/contacts/{contact_id}", response_model=ContactOut)
+async def update_contact(
+    id: uuid.UUID, contact_id: uuid.UUID, body: ContactPatch, session: SessionDep, principal: Writer
+) -> ContactOut:
+    return await service.update_contact(session, principal.org_id, id, contact_id, body)
+
+
+@router.delete("/customers/{id}/contacts/{contact_id}", status_code=204)
+async def delete_contact(id: uuid.UUID, contact_id: uuid.UUID, session: SessionDep, principal: Writer) -> Response:
+    await service.delete_contact(session, principal.org_id, id, contact_id)
+    return Response(status_code=204)

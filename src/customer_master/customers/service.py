@@ -1,0 +1,392 @@
+"""Customers and contacts: the rules of API.md §4 and §5. Every function takes the caller's org."""
+
+import base64
+import binascii
+import hashlib
+import json
+import uuid
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import delete, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from customer_master.auth.tenancy import OrgId
+from customer_master.customers.models import Contact, Customer
+from customer_master.customers.schemas import (
+    ContactIn,
+    ContactOut,
+    ContactPatch,
+    CustomerCreate,
+    CustomerFields,
+    CustomerListItem,
+    CustomerOut,
+    CustomerPatch,
+    address_json,
+)
+from customer_master.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
+
+NOT_NULL_FIELDS = ("name", "default_currency", "default_language")
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def encode_cursor(sort_name: str, customer_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(json.dumps([sort_name, str(customer_id)]).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, uuid.UUID]:
+    try:
+        sort_name, customer_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(sort_name, str):
+            raise ValueError
+        return sort_name, uuid.UUID(customer_id)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise ValidationFailed.one("cursor", "not a cursor this API returned") from None
+
+
+def _like_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def list_customers(
+    session: AsyncSession,
+    org_id: OrgId,
+    *,
+    q: str | None = None,
+    erp_number: str | None = None,
+    email: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[CustomerListItem], str | None]:
+    """One page ordered by name (case-insensitive) then id; the cursor continues after its last row."""
+    conditions = ["c.org_id = :org_id"]
+    params: dict[str, Any] = {"org_id": org_id, "limit": limit + 1}
+    if q and q.strip():
+        # Each arm has its own index: trigram GIN on the folded name, text_pattern_ops on the ERP number.
+        conditions.append(
+            "(cm_fold(c.name) LIKE '%' || cm_fold(:q_like) || '%' ESCAPE '\\'"
+            " OR lower(c.erp_customer_number) LIKE lower(:q_like) || '%' ESCAPE '\\')"
+        )
+        params["q_like"] = _like_escape(q.strip())
+    if erp_number is not None:
+        conditions.append("c.erp_customer_number = :erp_number")
+        params["erp_number"] = erp_number.strip()
+    if email is not None:
+        conditions.append(
+            "EXISTS (SELECT 1 FROM customer_contact cc WHERE cc.org_id = c.org_id"
+            " AND cc.customer_id = c.id AND cc.email = CAST(:email AS citext))"
+        )
+        params["email"] = email.strip()
+    if cursor:
+        params["after_name"], params["after_id"] = decode_cursor(cursor)
+        conditions.append("(lower(c.name), c.id) > (:after_name, :after_id)")
+    sql = f"""
+        SELECT c.id, c.name, c.erp_customer_number, c.default_currency, c.default_language,
+               c.billing_address_json, lower(c.name) AS sort_name,
+               (SELECT count(*) FROM customer_contact cc
+                 WHERE cc.org_id = c.org_id AND cc.customer_id = c.id) AS contact_count
+          FROM customer c
+         WHERE {" AND ".join(conditions)}
+         ORDER BY lower(c.name), c.id
+         LIMIT :limit"""
+    rows = (await session.execute(text(sql), params)).all()
+    items = [
+        CustomerListItem(
+            id=row.id,
+            name=row.name,
+            erp_customer_number=row.erp_customer_number,
+            default_currency=row.default_currency,
+            default_language=row.default_language,
+            billing_address=row.billing_address_json,
+            contact_count=row.contact_count,
+        )
+        for row in rows[:limit]
+    ]
+    next_cursor = encode_cursor(rows[limit - 1].sort_name, rows[limit - 1].id) if len(rows) > limit else None
+    return items, next_cursor
+
+
+async def _load_customer(session: AsyncSession, org_id: OrgId, customer_id: uuid.UUID, *, lock: bool) -> Customer:
+    query = select(Customer).where(Customer.org_id == org_id, Customer.id == customer_id)
+    if lock:
+        # Serialises writers of one customer (contacts' primary switch, If-Match checks).
+        query = query.with_for_update(key_share=True)
+    customer = await session.scalar(query)
+    if customer is None:
+        raise NotFound("No such customer")
+    return customer
+
+
+async def _contacts_of(session: AsyncSession, org_id: OrgId, customer_id: uuid.UUID) -> list[Contact]:
+    result = await session.scalars(
+        select(Contact)
+        .where(Contact.org_id == org_id, Contact.customer_id == customer_id)
+        .order_by(Contact.is_primary.desc(), Contact.email, Contact.id)
+    )
+    return list(result)
+
+
+def _customer_out(customer: Customer, contacts: list[Contact]) -> CustomerOut:
+    return CustomerOut(
+        id=customer.id,
+        org_id=customer.org_id,
+        name=customer.name,
+        erp_customer_number=customer.erp_customer_number,
+        default_currency=customer.default_currency,
+        default_language=customer.default_language,
+        billing_address=customer.billing_address_json,
+        shipping_address=customer.shipping_address_json,
+        metadata=customer.metadata_json or {},
+        contacts=[_contact_out(contact) for contact in contacts],
+        created_at=customer.created_at,
+        updated_at=customer.updated_at,
+    )
+
+
+def _contact_out(contact: Contact) -> ContactOut:
+    return ContactOut.model_validate(contact, from_attributes=True)
+
+
+class CustomerDocument:
+    """A customer as the API shows it, serialised once, with the ETag of exactly those bytes."""
+
+    def __init__(self, customer: CustomerOut) -> None:
+        self.customer = customer
+        self.body = customer.model_dump_json().encode()
+        self.etag = '"' + hashlib.sha256(self.body).hexdigest()[:32] + '"'
+
+
+async def get_customer(session: AsyncSession, org_id: OrgId, customer_id: uuid.UUID) -> CustomerDocument:
+    customer = await _load_customer(session, org_id, customer_id, lock=False)
+    return CustomerDocument(_customer_out(customer, await _contacts_of(session, org_id, customer_id)))
+
+
+def check_if_match(if_match: str | None, document: CustomerDocument) -> None:
+    """`If-Match` names the current ETag (or `*`), else 412."""
+    if if_match is None:
+        return
+    tags = {tag.strip().removeprefix("W/") for tag in if_match.split(",")}
+    if "*" not in tags and document.etag not in tags:
+        raise PreconditionFailed("The customer has changed since you read it; GET it again")
+
+
+# --- writing customers ------------------------------------------------------------------------
+
+
+def _stored_fields(fields: CustomerFields) -> dict[str, Any]:
+    return {
+        "name": fields.name,
+        "erp_customer_number": fields.erp_customer_number,
+        "default_currency": fields.default_currency,
+        "default_language": fields.default_language,
+        "billing_address_json": address_json(fields.billing_address),
+        "shipping_address_json": address_json(fields.shipping_address),
+        "metadata_json": fields.metadata or None,
+    }
+
+
+async def _existing_erp_holder(session: AsyncSession, org_id: OrgId, erp_number: str) -> uuid.UUID | None:
+    return await session.scalar(
+        select(Customer.id).where(Customer.org_id == org_id, Customer.erp_customer_number == erp_number)
+    )
+
+
+def _erp_conflict(erp_number: str, existing_id: uuid.UUID | None) -> Conflict:
+    return Conflict(f"ERP number {erp_number} belongs to another customer", "erp_customer_number", existing_id)
+
+
+async def create_customer(session: AsyncSession, org_id: OrgId, data: CustomerCreate) -> CustomerDocument:
+    """A customer and its first contacts, in the caller's transaction."""
+    customer = await session.scalar(
+        insert(Customer)
+        .values(org_id=org_id, **_stored_fields(data))
+        .on_conflict_do_nothing(
+            index_elements=["org_id", "erp_customer_number"],
+            index_where=Customer.erp_customer_number.is_not(None),
+        )
+        .returning(Customer)
+    )
+    if customer is None:
+        assert data.erp_customer_number is not None
+        raise _erp_conflict(
+            data.erp_customer_number, await _existing_erp_holder(session, org_id, data.erp_customer_number)
+        )
+    if data.contacts:
+        await session.execute(
+            insert(Contact),
+            [
+                {
+                    "org_id": org_id,
+                    "customer_id": customer.id,
+                    "email": c.email,
+                    "name": c.name,
+                    "is_primary": c.is_primary,
+                }
+                for c in data.contacts
+            ],
+        )
+    return CustomerDocument(_customer_out(customer, await _contacts_of(session, org_id, customer.id)))
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396: objects merge key by key, null removes a key, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def _validation_failed(exc: ValidationError) -> ValidationFailed:
+    return ValidationFailed(
+        [
+            {
+                "field": ".".join(str(p) for p in e["loc"]) or None,
+                "reason": e["msg"].removeprefix("Value error, "),
+            }
+            for e in exc.errors()
+        ]
+    )
+
+
+async def update_customer(
+    session: AsyncSession, org_id: OrgId, customer_id: uuid.UUID, patch: CustomerPatch, if_match: str | None
+) -> CustomerDocument:
+    customer = await _load_customer(session, org_id, customer_id, lock=True)
+    current = _customer_out(customer, await _contacts_of(session, org_id, customer_id))
+    check_if_match(if_match, CustomerDocument(current))
+    changes = patch.model_dump(exclude_unset=True)
+    nulls = [{"field": f, "reason": "cannot be null"} for f in NOT_NULL_FIELDS if f in changes and changes[f] is None]
+    if nulls:
+        raise ValidationFailed(nulls)
+    merged = merge_patch(current.model_dump(include=set(CustomerFields.model_fields), mode="json"), changes)
+    try:
+        fields = CustomerFields.model_validate(merged)
+    except ValidationError as exc:
+        raise _validation_failed(exc) from None
+    new_values = _stored_fields(fields)
+    if all(getattr(customer, column) == value for column, value in new_values.items()):
+        return CustomerDocument(current)  # nothing changed: no write, updated_at stays
+    erp_number = new_values["erp_customer_number"]
+    if erp_number is not None and erp_number != customer.erp_customer_number:
+        holder = await _existing_erp_holder(session, org_id, erp_number)
+        if holder is not None:
+            raise _erp_conflict(erp_number, holder)
+    try:
+        await session.execute(
+            update(Customer).where(Customer.org_id == org_id, Customer.id == customer_id).values(**new_values)
+        )
+    except IntegrityError:  # another request took the ERP number between the check and the write
+        raise _erp_conflict(erp_number, await _existing_erp_holder(session, org_id, erp_number)) from None
+    await session.refresh(customer)
+    return CustomerDocument(_customer_out(customer, await _contacts_of(session, org_id, customer_id)))
+
+
+async def delete_customer(session: AsyncSession, org_id: OrgId, customer_id: uuid.UUID, if_match: str | None) -> None:
+    """The customer and (by the foreign key's cascade) its contacts."""
+    customer = await _load_customer(session, org_id, customer_id, lock=True)
+    if if_match is not None:
+        check_if_match(
+            if_match,
+            CustomerDocument(_customer_out(customer, await _contacts_of(session, org_id, customer_id))),
+        )
+    await session.execute(delete(Customer).where(Customer.org_id == org_id, Customer.id == customer_id))
+
+
+# --- contacts ---------------------------------------------------------------------------------
+
+
+async def list_contacts(session: AsyncSession, org_id: OrgId, customer_id: uuid.UUID) -> list[ContactOut]:
+    await _load_customer(session, org_id, customer_id, lock=False)
+    return [_contact_out(contact) for contact in await _contacts_of(session, org_id, customer_id)]
+
+
+async def _unmark_primary(
+    session: AsyncSession, org_id: OrgId, customer_id: uuid.UUID, except_id: uuid.UUID | None
+) -> None:
+    query = update(Contact).where(
+        Contact.org_id == org_id, Contact.customer_id == customer_id, Contact.is_primary.is_(True)
+    )
+    if except_id is not None:
+        query = query.where(Contact.id != except_id)
+    await session.execute(query.values(is_primary=False))
+
+
+async def _email_holder(session: AsyncSession, org_id: OrgId, customer_id: uuid.UUID, email: str) -> uuid.UUID | None:
+    return await session.scalar(
+        select(Contact.id).where(Contact.org_id == org_id, Contact.customer_id == customer_id, Contact.email == email)
+    )
+
+
+def _email_conflict(email: str, existing_id: uuid.UUID | None) -> Conflict:
+    return Conflict(f"This customer has a contact with e-mail {email} already", "email", existing_id)
+
+
+async def create_contact(session: AsyncSession, org_id: OrgId, customer_id: uuid.UUID, data: ContactIn) -> ContactOut:
+    await _load_customer(session, org_id, customer_id, lock=True)
+    holder = await _email_holder(session, org_id, customer_id, data.email)
+    if holder is not None:
+        raise _email_conflict(data.email, holder)
+    if data.is_primary:
+        await _unmark_primary(session, org_id, customer_id, except_id=None)
+    contact = await session.scalar(
+        insert(Contact)
+        .values(
+            org_id=org_id,
+            customer_id=customer_id,
+            email=data.email,
+            name=data.name,
+            is_primary=data.is_primary,
+        )
+        .returning(Contact)
+    )
+    assert contact is not None
+    return _contact_out(contact)
+
+
+async def update_contact(
+    session: AsyncSession, org_id: OrgId, customer_id: uuid.UUID, contact_id: uuid.UUID, patch: ContactPatch
+) -> ContactOut:
+    await _load_customer(session, org_id, customer_id, lock=True)
+    contact = await session.scalar(
+        select(Contact).where(Contact.org_id == org_id, Contact.customer_id == customer_id, Contact.id == contact_id)
+    )
+    if contact is None:
+        raise NotFound("No such contact")
+    changes = patch.model_dump(exclude_unset=True)
+    nulls = [
+        {"field": f, "reason": "cannot be null"} for f in ("email", "is_primary") if f in changes and changes[f] is None
+    ]
+    if nulls:
+        raise ValidationFailed(nulls)
+    if "email" in changes and changes["email"] != contact.email:
+        holder = await _email_holder(session, org_id, customer_id, changes["email"])
+        if holder is not None:
+            raise _email_conflict(changes["email"], holder)
+    if changes.get("is_primary"):
+        await _unmark_primary(session, org_id, customer_id, except_id=contact_id)
+    if changes:
+        await session.execute(
+            update(Contact).where(Contact.org_id == org_id, Contact.id == contact_id).values(**changes)
+        )
+        await session.refresh(contact)
+    return _contact_out(contact)
+
+
+async def delete_contact(session: AsyncSession, org_id: OrgId, customer_id: uuid.UUID, contact_id: uuid.UUID) -> None:
+    await _load_customer(session, org_id, customer_id, lock=True)
+    deleted = await session.scalar(
+        delete(Contact)
+        .where(Contact.org_id == org_id, Contact.customer_id == customer_id, Contact.id == contact_id)
+        .returning(Contact.id)
+    )
+    if deleted is None:
+        raise NotFound("No such contact")

@@ -1,0 +1,55 @@
+"""Request dependencies: the database session (one transaction per request) and the caller."""
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from customer_master.auth import service as auth_service
+from customer_master.auth.models import Role
+from customer_master.auth.tenancy import Principal
+from customer_master.db.session import Database
+from customer_master.errors import AuthRequired, Forbidden
+
+_bearer = HTTPBearer(auto_error=False, description="A login token (JWT) or an org API token")
+
+
+def get_database(request: Request) -> Database:
+    database: Database = request.app.state.db
+    return database
+
+
+async def get_session(database: Annotated[Database, Depends(get_database)]) -> AsyncIterator[AsyncSession]:
+    async with database.transaction() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def current_principal(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None:
+        raise AuthRequired("Send Authorization: Bearer <token>")
+    principal = await auth_service.principal_from_bearer(session, request.app.state.jwt_secret, credentials.credentials)
+    request.state.principal = principal
+    return principal
+
+
+def require_role(*roles: Role) -> object:
+    async def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+        if principal.role not in roles:
+            raise Forbidden(f"Role {principal.role} may not do this")
+        return principal
+
+    return Depends(check)
+
+
+AnyRole = Annotated[Principal, Depends(current_principal)]
+Writer = Annotated[Principal, require_role(Role.INTEGRATOR, Role.ADMIN)]
+Admin = Annotated[Principal, require_role(Role.ADMIN)]

@@ -1,0 +1,12 @@
+"""Prometheus metrics of the process."""
+
+from prometheus_client import Counter, Histogram
+
+HTTP_REQUESTS = Counter("http_requests_total", "HTTP requests", ["method", "route", "status"])
+HTTP_DURATION = Histogram(
+    "http_request_duration_seconds",
+    "HTTP request duration",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+IMPORT_ROWS = Counter("customer_import_rows_total", "CSV rows imported, by outcome", ["outcome"])

@@ -1,0 +1,60 @@
+"""Field rules shared by the API, the CSV import and the CLI: one implementation of each."""
+
+import re
+
+import langcodes
+import pycountry
+from email_validator import EmailNotValidError, validate_email
+
+ERP_NUMBER_PATTERN = re.compile(r"[A-Za-z0-9\-_./]{1,100}")
+
+
+def normalize_email(value: str) -> str:
+    """Trimmed, syntax-checked (no DNS lookup), lower-cased; the domain in its Unicode form."""
+    try:
+        result = validate_email(value.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(f"not a valid e-mail address: {exc}") from None
+    return result.normalized.lower()
+
+
+def normalize_currency(value: str) -> str:
+    code = value.strip().upper()
+    if len(code) != 3 or pycountry.currencies.get(alpha_3=code) is None:
+        raise ValueError(f"not an ISO 4217 currency code: {value}")
+    return code
+
+
+def normalize_country(value: str) -> str:
+    code = value.strip().upper()
+    if len(code) != 2 or pycountry.countries.get(alpha_2=code) is None:
+        raise ValueError(f"not an ISO 3166-1 alpha-2 country code: {value}")
+    return code
+
+
+def normalize_language(value: str) -> str:
+    """A valid BCP 47 tag in the canonical case of RFC 5646 §2.1.1 (`de-de` → `de-DE`)."""
+    tag = value.strip()
+    if not tag or not langcodes.tag_is_valid(tag):
+        raise ValueError(f"not a valid BCP 47 language tag: {value}")
+    subtags = tag.split("-")
+    canonical = [subtags[0].lower()]
+    after_singleton = subtags[0].lower() == "x"
+    for subtag in subtags[1:]:
+        if after_singleton or len(subtag) == 1:
+            after_singleton = True
+            canonical.append(subtag.lower())
+        elif len(subtag) == 2:
+            canonical.append(subtag.upper())
+        elif len(subtag) == 4 and subtag.isalpha():
+            canonical.append(subtag.title())
+        else:
+            canonical.append(subtag.lower())
+    return "-".join(canonical)
+
+
+def normalize_erp_number(value: str) -> str:
+    number = value.strip()
+    if not ERP_NUMBER_PATTERN.fullmatch(number):
+        raise ValueError("must be 1 to 100 characters of ASCII letters, digits, '-', '_', '.', '/'")
+    return number
