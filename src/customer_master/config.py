@@ -16,7 +16,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".customer-master")
     # Without it, embedded mode generates one secret once and keeps it in the data directory.
     jwt_secret: str | None = None
-    token_ttl_s: int = Field(default=3600, ge=60)
+    token_ttl_s: int = Field(default=3600, ge=1)
     max_upload_mb: int = Field(default=100, ge=1)
     db_pool_size: int = Field(default=10, ge=1)
 
