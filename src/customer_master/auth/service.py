@@ -159,7 +159,9 @@ async def login(db: Database, jwt_secret: str, ttl_s: int, org_slug: str, email:
             retry_after = (oldest - now).total_seconds() + LOGIN_FAILURE_WINDOW_S
             raise RateLimited(max(1, math.ceil(retry_after)))
         user = await session.scalar(
-            select(User).join(Org, Org.id == User.org_id).where(Org.slug == org_slug.strip(), User.email == email.strip())
+            select(User)
+            .join(Org, Org.id == User.org_id)
+            .where(Org.slug == org_slug.strip(), User.email == email.strip())
         )
 
     password_ok = await to_thread.run_sync(
