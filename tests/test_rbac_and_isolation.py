@@ -1,0 +1,314 @@
+"""Roles (API.md §2) over every endpoint, and tenant isolation: another org's ids are 404, its rows invisible."""
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from customer_master.auth.models import Role
+from tests.auth.helpers import add_user
+from tests.conftest import PASSWORD, Db, OrgContext, Server, assert_error, create_customer, customer_body
+
+ALL = frozenset(Role)
+WRITERS = frozenset({Role.INTEGRATOR, Role.ADMIN})
+ADMIN = frozenset({Role.ADMIN})
+IMPORT_CSV = b"name,erp_customer_number,default_currency,default_language\nImported GmbH,IMP-1,EUR,de-DE\n"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str  # as in API.md: {id} and {contact_id} are filled from the test's objects
+    allowed: frozenset[Role]
+    status: int  # on success
+    body: Callable[[], Any] | None = None
+    files: dict[str, tuple[str, bytes, str]] | None = None
+    changes_data: bool = field(default=False)
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+def _new_user() -> dict[str, str]:
+    return {"email": f"new-{secrets.token_hex(3)}@example.com", "role": "VIEWER", "password": PASSWORD}
+
+
+ENDPOINTS = [
+    Endpoint("GET", "/api/v1/me", ALL, 200),
+    Endpoint("GET", "/api/v1/customers", ALL, 200),
+    Endpoint("GET", "/api/v1/customers/{id}", ALL, 200),
+    Endpoint("POST", "/api/v1/customers", WRITERS, 201, lambda: customer_body(erp_customer_number="NEW-1")),
+    Endpoint("PATCH", "/api/v1/customers/{id}", WRITERS, 200, lambda: {"name": "Renamed GmbH"}),
+    Endpoint("DELETE", "/api/v1/customers/{id}", ADMIN, 204),
+    Endpoint("GET", "/api/v1/customers/{id}/contacts", ALL, 200),
+    Endpoint("POST", "/api/v1/customers/{id}/contacts", WRITERS, 201, lambda: {"email": "new@muster.de"}),
+    Endpoint("PATCH", "/api/v1/customers/{id}/contacts/{contact_id}", WRITERS, 200, lambda: {"name": "Moritz"}),
+    Endpoint("DELETE", "/api/v1/customers/{id}/contacts/{contact_id}", WRITERS, 204),
+    Endpoint("POST", "/api/v1/customers/detect", ALL, 200, lambda: {"from_email": "einkauf@muster.de"}),
+    Endpoint("GET", "/api/v1/users", ADMIN, 200),
+    Endpoint("POST", "/api/v1/users", ADMIN, 201, _new_user),
+    Endpoint("PATCH", "/api/v1/users/{user_id}", ADMIN, 200, lambda: {"name": "Renamed"}),
+    Endpoint("GET", "/api/v1/api-tokens", ADMIN, 200),
+    Endpoint("POST", "/api/v1/api-tokens", ADMIN, 201, lambda: {"name": "new", "role": "VIEWER"}),
+    Endpoint("DELETE", "/api/v1/api-tokens/{token_id}", ADMIN, 204),
+    Endpoint("GET", "/api/v1/org/settings", ALL, 200),
+    Endpoint(
+        "PATCH", "/api/v1/org/settings", ADMIN, 200, lambda: {"customer_detection": {"auto_select_threshold": 0.8}}
+    ),
+    Endpoint("POST", "/api/v1/imports/customers", WRITERS, 200, files={"file": ("c.csv", IMPORT_CSV, "text/csv")}),
+    Endpoint("GET", "/api/v1/imports", WRITERS, 200),
+    Endpoint("GET", "/api/v1/exports/customers.csv", WRITERS, 200),
+]
+# In API.md the users' and tokens' path parameter is `id` too; here they get their own names to fill them in.
+OPENAPI_PATH = {"{user_id}": "{id}", "{token_id}": "{id}"}
+NOT_IN_MATRIX = {("POST", "/api/v1/auth/login")}  # no token: the one public operation
+
+
+def openapi_path(endpoint: Endpoint) -> str:
+    path = endpoint.path
+    for ours, theirs in OPENAPI_PATH.items():
+        path = path.replace(ours, theirs)
+    return path
+
+
+@pytest.fixture(scope="module")
+def served_operations(server: Server) -> set[tuple[str, str]]:
+    document = httpx.get(f"{server.base_url}/openapi.json").json()
+    return {(method.upper(), path) for path, item in document["paths"].items() for method in item}
+
+
+@dataclass
+class Objects:
+    """One org's objects that the id-taking endpoints act on."""
+
+    ids: dict[str, str]
+
+    def fill(self, path: str) -> str:
+        return path.format(**self.ids)
+
+
+def make_objects(client: httpx.Client, org: OrgContext, erp: str = "4711") -> Objects:
+    customer = create_customer(
+        client,
+        org,
+        erp_customer_number=erp,
+        contacts=[{"email": "einkauf@muster.de", "name": "Max", "is_primary": True}],
+    )
+    user = add_user(client, org, role="OPS")
+    token = client.post("/api/v1/api-tokens", json={"name": "victim", "role": "VIEWER"}, headers=org.headers())
+    assert token.status_code == 201
+    return Objects(
+        {
+            "id": customer["id"],
+            "contact_id": customer["contacts"][0]["id"],
+            "user_id": user["id"],
+            "token_id": token.json()["id"],
+        }
+    )
+
+
+def call(client: httpx.Client, endpoint: Endpoint, path: str, headers: dict[str, str]) -> httpx.Response:
+    body = endpoint.body() if endpoint.body else None
+    return client.request(endpoint.method, path, json=body, files=endpoint.files, headers=headers)
+
+
+def snapshot(db: Db, org_id: Any) -> dict[str, list[Any]]:
+    """Every row an org owns (API token use times aside, which reading may move)."""
+    tables = ["org", "customer", "customer_contact", "app_user", "api_token"]
+    rows: dict[str, list[Any]] = {}
+    for table in tables:
+        column = "id" if table == "org" else "org_id"
+        rows[table] = [
+            row[0]
+            for row in db.fetch(
+                f"SELECT to_jsonb(t) - 'last_used_at' FROM {table} t WHERE {column} = :org ORDER BY id", org=org_id
+            )
+        ]
+    return rows
+
+
+# --- roles ------------------------------------------------------------------------------------
+
+
+def test_the_matrix_covers_every_served_operation(served_operations: set[tuple[str, str]]) -> None:
+    in_matrix = {(endpoint.method, openapi_path(endpoint)) for endpoint in ENDPOINTS}
+    api_operations = {op for op in served_operations if op[1].startswith("/api/v1/")}
+
+    assert api_operations - NOT_IN_MATRIX - in_matrix == set()
+
+
+@pytest.mark.parametrize("role", list(Role), ids=lambda role: role.value)
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda endpoint: endpoint.label)
+def test_role_matrix(
+    client: httpx.Client,
+    org: OrgContext,
+    db: Db,
+    served_operations: set[tuple[str, str]],
+    endpoint: Endpoint,
+    role: Role,
+) -> None:
+    if (endpoint.method, openapi_path(endpoint)) not in served_operations:
+        pytest.skip(f"{endpoint.label} is not served (yet)")
+    objects = make_objects(client, org)
+    before = snapshot(db, org.id)
+
+    response = call(client, endpoint, objects.fill(endpoint.path), org.headers(role))
+
+    if role in endpoint.allowed:
+        assert response.status_code == endpoint.status, response.text
+    else:
+        assert_error(response, 403, "FORBIDDEN")
+        assert snapshot(db, org.id) == before
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda endpoint: endpoint.label)
+def test_no_token_is_401_everywhere(
+    client: httpx.Client, org: OrgContext, served_operations: set[tuple[str, str]], endpoint: Endpoint
+) -> None:
+    if (endpoint.method, openapi_path(endpoint)) not in served_operations:
+        pytest.skip(f"{endpoint.label} is not served (yet)")
+    objects = make_objects(client, org)
+
+    assert_error(call(client, endpoint, objects.fill(endpoint.path), {}), 401, "AUTH_REQUIRED")
+
+
+def test_login_tokens_follow_the_same_matrix(client: httpx.Client, org: OrgContext) -> None:
+    """The matrix above uses API tokens; a logged-in user of each role is held to the same rules."""
+    customer = create_customer(client, org)
+    for role in Role:
+        user = add_user(client, org, role=role.value)
+        login = client.post(
+            "/api/v1/auth/login", json={"org_slug": org.slug, "email": user["email"], "password": PASSWORD}
+        )
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+        assert client.get(f"/api/v1/customers/{customer['id']}", headers=headers).status_code == 200
+        patch = client.patch(f"/api/v1/customers/{customer['id']}", json={"name": "X"}, headers=headers)
+        assert patch.status_code == (200 if role in WRITERS else 403)
+        assert client.get("/api/v1/users", headers=headers).status_code == (200 if role is Role.ADMIN else 403)
+
+
+# --- isolation --------------------------------------------------------------------------------
+
+ID_TAKING = [endpoint for endpoint in ENDPOINTS if "{" in endpoint.path]
+
+
+@pytest.mark.parametrize("endpoint", ID_TAKING, ids=lambda endpoint: endpoint.label)
+def test_another_orgs_ids_are_not_found(
+    client: httpx.Client,
+    org: OrgContext,
+    other_org: OrgContext,
+    db: Db,
+    served_operations: set[tuple[str, str]],
+    endpoint: Endpoint,
+) -> None:
+    if (endpoint.method, openapi_path(endpoint)) not in served_operations:
+        pytest.skip(f"{endpoint.label} is not served (yet)")
+    make_objects(client, org)  # the caller's org has objects of its own, with the same ERP number and e-mail
+    theirs = make_objects(client, other_org)
+    before = snapshot(db, other_org.id)
+
+    for role in Role:
+        response = call(client, endpoint, theirs.fill(endpoint.path), org.headers(role))
+
+        if role in endpoint.allowed:
+            assert_error(response, 404, "NOT_FOUND")
+        else:
+            assert_error(response, 403, "FORBIDDEN")
+
+    assert snapshot(db, other_org.id) == before
+
+
+@pytest.mark.parametrize("endpoint", [e for e in ID_TAKING if "{contact_id}" in e.path], ids=lambda e: e.label)
+def test_a_contact_is_found_only_under_its_own_customer(
+    client: httpx.Client, org: OrgContext, other_org: OrgContext, db: Db, endpoint: Endpoint
+) -> None:
+    mine = make_objects(client, org)
+    sibling = create_customer(client, org, erp_customer_number="4712", contacts=[{"email": "x@sibling.de"}])
+    theirs = make_objects(client, other_org)
+    before = snapshot(db, org.id), snapshot(db, other_org.id)
+
+    wrong_customer = endpoint.path.format(id=sibling["id"], contact_id=mine.ids["contact_id"])
+    their_contact = endpoint.path.format(id=mine.ids["id"], contact_id=theirs.ids["contact_id"])
+    their_customer = endpoint.path.format(id=theirs.ids["id"], contact_id=mine.ids["contact_id"])
+
+    for path in (wrong_customer, their_contact, their_customer):
+        assert_error(call(client, endpoint, path, org.headers()), 404, "NOT_FOUND")
+    assert (snapshot(db, org.id), snapshot(db, other_org.id)) == before
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {},
+        {"q": "Muster"},
+        {"q": "Other"},
+        {"q": "OTH-"},
+        {"erp_number": "OTH-1"},
+        {"email": "einkauf@other.example"},
+        {"email": "EINKAUF@other.example", "q": "other"},
+    ],
+)
+@pytest.mark.parametrize("role", list(Role), ids=lambda role: role.value)
+def test_customer_lists_never_show_another_orgs_rows(
+    client: httpx.Client, org: OrgContext, other_org: OrgContext, query: dict[str, str], role: Role
+) -> None:
+    create_customer(
+        client,
+        other_org,
+        name="Other Muster AG",
+        erp_customer_number="OTH-1",
+        contacts=[{"email": "einkauf@other.example", "is_primary": True}],
+    )
+    create_customer(client, other_org, name="Muster GmbH", erp_customer_number="4711")
+
+    response = client.get("/api/v1/customers", params=query, headers=org.headers(role))
+
+    assert response.status_code == 200
+    assert response.json() == {"items": [], "next_cursor": None}
+    theirs = client.get("/api/v1/customers", params=query, headers=other_org.headers(role)).json()["items"]
+    assert theirs, "the query matches the other org's customers"
+
+
+def test_own_customers_are_listed_but_not_the_other_orgs(
+    client: httpx.Client, org: OrgContext, other_org: OrgContext
+) -> None:
+    mine = create_customer(client, org, contacts=[{"email": "einkauf@muster.de"}])
+    create_customer(client, other_org, contacts=[{"email": "einkauf@muster.de"}])
+
+    for query in ({}, {"q": "muster"}, {"erp_number": "4711"}, {"email": "einkauf@muster.de"}, {"q": "47"}):
+        items = client.get("/api/v1/customers", params=query, headers=org.headers(Role.VIEWER)).json()["items"]
+        assert [item["id"] for item in items] == [mine["id"]], query
+
+
+def test_user_and_token_lists_never_show_another_orgs_rows(
+    client: httpx.Client, org: OrgContext, other_org: OrgContext
+) -> None:
+    theirs = make_objects(client, other_org)
+    their_user_ids = {u["id"] for u in client.get("/api/v1/users", headers=other_org.headers()).json()["items"]}
+    their_token_ids = {t["id"] for t in client.get("/api/v1/api-tokens", headers=other_org.headers()).json()["items"]}
+    assert theirs.ids["user_id"] in their_user_ids
+    assert theirs.ids["token_id"] in their_token_ids
+
+    users = client.get("/api/v1/users", headers=org.headers()).json()["items"]
+    tokens = client.get("/api/v1/api-tokens", headers=org.headers()).json()["items"]
+
+    assert [user["email"] for user in users] == [org.admin_email]
+    assert not their_user_ids & {user["id"] for user in users}
+    assert {token["name"] for token in tokens} == {f"test-{role.value.lower()}" for role in Role}
+    assert not their_token_ids & {token["id"] for token in tokens}
+
+
+def test_an_api_token_cannot_be_used_to_reach_another_org(
+    client: httpx.Client, org: OrgContext, other_org: OrgContext
+) -> None:
+    """Nothing in a request can switch the org: it comes from the token alone."""
+    theirs = create_customer(client, other_org)
+    headers = org.headers() | {"X-Org-Id": str(other_org.id), "X-Org": other_org.slug}
+
+    assert_error(client.get(f"/api/v1/customers/{theirs['id']}", headers=headers), 404, "NOT_FOUND")
+    assert client.get("/api/v1/me", headers=headers).json()["org"]["id"] == str(org.id)
