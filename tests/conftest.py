@@ -14,12 +14,14 @@ import socket
 import threading
 import uuid
 from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from sqlalchemy import text
 
 from customer_master.app import create_app
@@ -82,9 +84,9 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
-@pytest.fixture(scope="session")
-def server(database_url: str) -> Iterator[Server]:
-    app = create_app(database_url, JWT_SECRET, token_ttl_s=3600, pool_size=20)
+@contextmanager
+def serve_app(app: FastAPI) -> Iterator[tuple[str, asyncio.AbstractEventLoop]]:
+    """Serve `app` with uvicorn on a free loopback port, in a thread with its own event loop."""
     port = _free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     uvicorn_server = uvicorn.Server(config)
@@ -96,9 +98,18 @@ def server(database_url: str) -> Iterator[Server]:
             break
         threading.Event().wait(0.05)
     assert uvicorn_server.started, "the test server did not start"
-    yield Server(f"http://127.0.0.1:{port}", database_url, Db(loop, app.state.db))
-    uvicorn_server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}", loop
+    finally:
+        uvicorn_server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def server(database_url: str) -> Iterator[Server]:
+    app = create_app(database_url, JWT_SECRET, token_ttl_s=3600, pool_size=20)
+    with serve_app(app) as (base_url, loop):
+        yield Server(base_url, database_url, Db(loop, app.state.db))
 
 
 @pytest.fixture(scope="session")
