@@ -137,6 +137,19 @@ def _install_error_handlers(app: FastAPI) -> None:
         logger.exception("unhandled error", exc_info=exc)
         return error_response(request, "INTERNAL_ERROR", 500, "Internal error")
 
+    # The driver's own errors when a new connection fails arrive unwrapped. Handled here, not by the
+    # catch-all above, which re-raises after answering (the server then logs a crash and drops the connection).
+    for connection_error in CONNECTION_ERRORS:
+        app.add_exception_handler(connection_error, unexpected_error)
+
+
+CONNECTION_ERRORS = (
+    OSError,  # also TimeoutError, ConnectionRefusedError
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,  # also ConnectionDoesNotExistError
+    asyncpg.CannotConnectNowError,
+)
+
 
 def _is_connection_problem(exc: BaseException) -> bool:
     """The database is unreachable or the connection was lost: nothing was applied, retry is safe."""
@@ -145,12 +158,4 @@ def _is_connection_problem(exc: BaseException) -> bool:
     ):
         return True
     cause = exc.orig if isinstance(exc, DBAPIError) else exc
-    return isinstance(
-        cause,
-        OSError
-        | TimeoutError
-        | asyncpg.PostgresConnectionError
-        | asyncpg.InterfaceError
-        | asyncpg.CannotConnectNowError
-        | asyncpg.ConnectionDoesNotExistError,
-    )
+    return isinstance(cause, CONNECTION_ERRORS)

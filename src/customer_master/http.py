@@ -5,6 +5,7 @@ import time
 import uuid
 from typing import Any
 
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from customer_master.errors import PayloadTooLarge, UnsupportedMediaType, error_body
@@ -28,6 +29,12 @@ def is_json_media_type(content_type: bytes) -> bool:
     return media_type == b"application/json" or (
         media_type.startswith(b"application/") and media_type.endswith(b"+json")
     )
+
+
+def _matches_a_route(scope: Scope) -> bool:
+    """Whether some route takes this path and method (the app sets `scope["app"]` before its middleware)."""
+    routes = getattr(scope.get("app"), "routes", ())
+    return any(route.matches(scope)[0] is Match.FULL for route in routes)
 
 
 class HttpEdgeMiddleware:
@@ -71,8 +78,8 @@ class HttpEdgeMiddleware:
         path: str = scope["path"]
         if scope["method"] not in ("POST", "PUT", "PATCH") or not path.startswith("/api/v1/"):
             return None
-        if path.startswith(MULTIPART_PREFIXES):
-            return None
+        if path.startswith(MULTIPART_PREFIXES) or not _matches_a_route(scope):
+            return None  # an unknown path or method is the router's 404 / 405, whatever the body
         if not is_json_media_type(headers.get(b"content-type", b"")):
             return UnsupportedMediaType()
         length = headers.get(b"content-length", b"0")
