@@ -18,6 +18,7 @@ from customer_master.customers.api import router as customers_router
 from customer_master.db.session import Database
 from customer_master.errors import AppError, RateLimited, ServiceUnavailable, error_body
 from customer_master.http import HttpEdgeMiddleware
+from customer_master.web.routes import router as web_router
 
 logger = logging.getLogger("customer_master")
 
@@ -51,6 +52,7 @@ def create_app(database_url: str, jwt_secret: str, token_ttl_s: int = 3600, pool
     app.include_router(ops.router)
     app.include_router(auth_router)
     app.include_router(customers_router)
+    app.include_router(web_router)  # the browser UI under /, outside the OpenAPI document
     app.add_middleware(HttpEdgeMiddleware)
     _install_error_handlers(app)
     return app

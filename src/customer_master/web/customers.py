@@ -1,0 +1,431 @@
+"""Customer pages: the searchable list, one customer (edit in place, contacts), new customer, delete.
+
+Writes go through `customers.service` with the same schemas as the API, so the messages beside the
+inputs are the API's own (`billing_address.country` → "not an ISO 3166-1 alpha-2 country code: …").
+"""
+
+import json
+import uuid
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request, Response
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import FormData
+
+from customer_master.auth.tenancy import Principal
+from customer_master.customers import service
+from customer_master.customers.schemas import (
+    ADDRESS_FIELDS,
+    ContactIn,
+    ContactOut,
+    ContactPatch,
+    CustomerCreate,
+    CustomerFields,
+    CustomerOut,
+    CustomerPatch,
+)
+from customer_master.errors import AppError, Conflict, NotFound
+from customer_master.web.core import (
+    CsrfChecked,
+    FieldErrors,
+    WebRoute,
+    WebUser,
+    add_error,
+    database,
+    errors_of,
+    form_text,
+    is_htmx,
+    redirect,
+    render,
+    require_admin,
+    require_writer,
+)
+from customer_master.web.i18n import gettext_for
+
+router = APIRouter(route_class=WebRoute)
+PAGE_SIZE = 50
+ADDRESSES = ("billing_address", "shipping_address")
+DEFAULT_VALUES = {"default_currency": "EUR", "default_language": "de-DE", "contacts.0.is_primary": "on"}
+
+
+# --- list and search ----------------------------------------------------------------------------
+
+
+def search_filters(text: str) -> dict[str, str]:
+    """One search box for three things: an e-mail (has an `@`) is the contact filter, else name or ERP number."""
+    text = text.strip()[:500]
+    if not text:
+        return {}
+    return {"email": text[:320]} if "@" in text else {"q": text}
+
+
+async def _page(request: Request, principal: Principal, search: str, cursor: str | None) -> dict[str, Any]:
+    async with database(request).transaction() as session:
+        items, next_cursor = await service.list_customers(
+            session, principal.org_id, **search_filters(search), limit=PAGE_SIZE, cursor=cursor or None
+        )
+    return {"items": items, "next_cursor": next_cursor, "search": search, "first_page": not cursor}
+
+
+@router.get("/customers")
+async def customer_list(
+    request: Request, principal: WebUser, q: str = "", cursor: str | None = None, deleted: str | None = None
+) -> Response:
+    context = await _page(request, principal, q, cursor)
+    return render(request, "customers/list.html", {**context, "deleted": deleted})
+
+
+@router.get("/customers/rows")
+async def customer_rows(request: Request, principal: WebUser, q: str = "", cursor: str | None = None) -> Response:
+    """The table rows for search-as-you-type and the "more" button (htmx)."""
+    context = await _page(request, principal, q, cursor)
+    headers = {"HX-Replace-Url": "/customers" + (f"?q={quote(q, safe='')}" if q.strip() else "")} if not cursor else {}
+    return render(request, "customers/_rows.html", context, headers=headers)
+
+
+# --- one customer -------------------------------------------------------------------------------
+
+
+def editable_fields(customer: CustomerOut) -> dict[str, Any]:
+    """The fields a person edits, as the API shows them (the base the edit is compared against)."""
+    return customer.model_dump(include=set(CustomerFields.model_fields), mode="json")
+
+
+def form_values(fields: dict[str, Any]) -> dict[str, str]:
+    """The fields as the inputs show them: `billing_address.city`, metadata as JSON text."""
+    values = {
+        name: fields.get(name) or "" for name in ("name", "erp_customer_number", "default_currency", "default_language")
+    }
+    for address in ADDRESSES:
+        for key in ADDRESS_FIELDS:
+            values[f"{address}.{key}"] = (fields.get(address) or {}).get(key) or ""
+    metadata = fields.get("metadata") or {}
+    values["metadata"] = json.dumps(metadata, ensure_ascii=False, indent=2) if metadata else ""
+    return values
+
+
+def fields_from_form(form: FormData) -> tuple[dict[str, Any], FieldErrors]:
+    """The customer the form describes; blank optional inputs are `null`, as in the API."""
+    errors: FieldErrors = {}
+    fields: dict[str, Any] = {
+        "name": form_text(form, "name"),
+        "erp_customer_number": form_text(form, "erp_customer_number").strip() or None,
+        "default_currency": form_text(form, "default_currency").strip(),
+        "default_language": form_text(form, "default_language").strip(),
+    }
+    for address in ADDRESSES:
+        values = {key: form_text(form, f"{address}.{key}").strip() or None for key in ADDRESS_FIELDS}
+        fields[address] = values if any(values.values()) else None
+    raw_metadata = form_text(form, "metadata").strip()
+    fields["metadata"] = {}
+    if raw_metadata:
+        try:
+            metadata = json.loads(raw_metadata)
+        except ValueError as exc:
+            add_error(errors, "metadata", f"not valid JSON: {exc}")
+        else:
+            if isinstance(metadata, dict):
+                fields["metadata"] = metadata
+            else:
+                add_error(errors, "metadata", 'must be a JSON object, e.g. {"discount_group": "A"}')
+    return fields, errors
+
+
+def merge_patch_between(old: Any, new: Any) -> Any:
+    """The RFC 7396 merge patch that turns `old` into `new` (`None` is "remove")."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return new
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        if key not in old:
+            patch[key] = value
+        elif old[key] != value:
+            patch[key] = merge_patch_between(old[key], value)
+    return patch
+
+
+def _merge_errors(target: FieldErrors, more: FieldErrors) -> FieldErrors:
+    for field, reasons in more.items():
+        target.setdefault(field, []).extend(reasons)
+    return target
+
+
+async def _customer(session: AsyncSession, principal: Principal, customer_id: uuid.UUID) -> service.CustomerDocument:
+    return await service.get_customer(session, principal.org_id, customer_id)
+
+
+async def _detail(request: Request, principal: Principal, customer_id: uuid.UUID, **extra: Any) -> Response:
+    async with database(request).transaction() as session:
+        document = await _customer(session, principal, customer_id)
+    return _render_detail(request, document.customer, **extra)
+
+
+def _render_detail(request: Request, customer: CustomerOut, status: int = 200, **extra: Any) -> Response:
+    fields = editable_fields(customer)
+    context = {
+        "customer": customer,
+        "contacts": customer.contacts,
+        "values": form_values(fields),
+        "base": json.dumps(fields, ensure_ascii=False),
+        "contact_values": {},
+        **extra,
+    }
+    return render(request, "customers/detail.html", context, status=status)
+
+
+@router.get("/customers/new")
+async def new_customer_page(request: Request, principal: WebUser) -> Response:
+    require_writer(principal)
+    return render(request, "customers/new.html", {"values": DEFAULT_VALUES})
+
+
+@router.post("/customers/new", dependencies=[CsrfChecked])
+async def create_customer(request: Request, principal: WebUser) -> Response:
+    require_writer(principal)
+    form = await request.form()
+    fields, errors = fields_from_form(form)
+    contact_email = form_text(form, "contacts.0.email").strip()
+    contacts = []
+    if contact_email:
+        contacts.append(
+            {
+                "email": contact_email,
+                "name": form_text(form, "contacts.0.name").strip() or None,
+                "is_primary": form.get("contacts.0.is_primary") == "on",
+            }
+        )
+    values = {name: form_text(form, name) for name in form if name != "csrf_token"}
+    try:
+        data = CustomerCreate.model_validate({**fields, "metadata": fields["metadata"] or None, "contacts": contacts})
+    except ValidationError as exc:
+        errors = _merge_errors(errors, errors_of(exc))
+    if errors:
+        return render(request, "customers/new.html", {"values": values, "errors": errors}, status=422)
+    try:
+        async with database(request).transaction() as session:
+            document = await service.create_customer(session, principal.org_id, data)
+    except AppError as exc:
+        context = {"values": values, "errors": errors_of(exc), "conflict": _conflict_link(exc)}
+        return render(request, "customers/new.html", context, status=exc.status)
+    return redirect(request, f"/customers/{document.customer.id}")
+
+
+def _conflict_link(exc: AppError) -> str | None:
+    """A clash with another customer's ERP number links to that customer."""
+    if isinstance(exc, Conflict) and exc.details.get("field") == "erp_customer_number":
+        return f"/customers/{exc.details['existing_id']}"
+    return None
+
+
+@router.get("/customers/{customer_id}")
+async def customer_page(request: Request, customer_id: uuid.UUID, principal: WebUser) -> Response:
+    return await _detail(request, principal, customer_id)
+
+
+@router.get("/customers/{customer_id}/fields")
+async def customer_fields(request: Request, customer_id: uuid.UUID, principal: WebUser) -> Response:
+    """The fields as text (htmx: "cancel" of the edit form)."""
+    async with database(request).transaction() as session:
+        document = await _customer(session, principal, customer_id)
+    return render(request, "customers/_fields.html", {"customer": document.customer})
+
+
+@router.get("/customers/{customer_id}/edit")
+async def edit_customer_form(request: Request, customer_id: uuid.UUID, principal: WebUser) -> Response:
+    require_writer(principal)
+    async with database(request).transaction() as session:
+        document = await _customer(session, principal, customer_id)
+    if not is_htmx(request):
+        return _render_detail(request, document.customer, editing=True)
+    fields = editable_fields(document.customer)
+    context = {
+        "customer": document.customer,
+        "values": form_values(fields),
+        "base": json.dumps(fields, ensure_ascii=False),
+    }
+    return render(request, "customers/_fields_form.html", context)
+
+
+@router.post("/customers/{customer_id}", dependencies=[CsrfChecked])
+async def save_customer(request: Request, customer_id: uuid.UUID, principal: WebUser) -> Response:
+    """Saves what the person changed, as a merge patch against what the form showed them.
+
+    Fields the person did not touch are not sent, so a concurrent change to another field survives.
+    """
+    require_writer(principal)
+    form = await request.form()
+    desired, errors = fields_from_form(form)
+    raw_base = form_text(form, "base")
+    values = {name: form_text(form, name) for name in form if name not in ("csrf_token", "base")}
+    try:
+        base = json.loads(raw_base)
+        if not isinstance(base, dict):
+            raise ValueError
+    except ValueError:
+        base = None
+    async with database(request).transaction() as session:
+        current = await _customer(session, principal, customer_id)
+    if base is None:
+        base = editable_fields(current.customer)
+        raw_base = json.dumps(base, ensure_ascii=False)
+    if errors:  # the metadata is not JSON: check the rest too, so every problem shows at once
+        desired["metadata"] = base.get("metadata") or {}
+    patch = merge_patch_between(base, desired)
+    document = current
+    conflict = None
+    try:
+        checked = CustomerPatch.model_validate(patch)
+        if not errors and patch:
+            async with database(request).transaction() as session:
+                document = await service.update_customer(session, principal.org_id, customer_id, checked, None)
+    except ValidationError as exc:
+        errors = _merge_errors(errors, errors_of(exc))
+    except NotFound:
+        raise
+    except AppError as exc:
+        errors = _merge_errors(errors, errors_of(exc))
+        conflict = _conflict_link(exc)
+    if errors:
+        status = 409 if conflict else 422
+        context = {"values": values, "base": raw_base, "errors": errors, "conflict": conflict}
+        if is_htmx(request):
+            return render(request, "customers/_fields_form.html", {**context, "customer": current.customer}, status)
+        return _render_detail(request, current.customer, status=status, editing=True, **context)
+    if not is_htmx(request):
+        return redirect(request, f"/customers/{customer_id}")
+    _ = gettext_for(request)
+    saved = _("Saved.") if patch else _("Nothing changed.")
+    return render(request, "customers/_fields.html", {"customer": document.customer, "saved": saved})
+
+
+@router.get("/customers/{customer_id}/delete")
+async def delete_customer_page(request: Request, customer_id: uuid.UUID, principal: WebUser) -> Response:
+    require_admin(principal)
+    async with database(request).transaction() as session:
+        document = await _customer(session, principal, customer_id)
+    return render(request, "customers/delete.html", {"customer": document.customer})
+
+
+@router.post("/customers/{customer_id}/delete", dependencies=[CsrfChecked])
+async def delete_customer(request: Request, customer_id: uuid.UUID, principal: WebUser) -> Response:
+    require_admin(principal)
+    async with database(request).transaction() as session:
+        await service.delete_customer(session, principal.org_id, customer_id, None)
+    return redirect(request, "/customers?deleted=1")
+
+
+# --- contacts -----------------------------------------------------------------------------------
+
+
+def _contact_fields(form: FormData) -> dict[str, Any]:
+    return {
+        "email": form_text(form, "email").strip(),
+        "name": form_text(form, "name").strip() or None,
+        "is_primary": form.get("is_primary") == "on",
+    }
+
+
+async def _contacts_response(
+    request: Request,
+    principal: Principal,
+    customer_id: uuid.UUID,
+    status: int = 200,
+    **extra: Any,
+) -> Response:
+    """htmx gets the contacts section again; a plain form goes back to the customer page."""
+    async with database(request).transaction() as session:
+        document = await _customer(session, principal, customer_id)
+    if not is_htmx(request):
+        if status == 200 and not extra.get("editing_contact"):
+            return redirect(request, f"/customers/{customer_id}#contacts")
+        return _render_detail(request, document.customer, status=status, **extra)
+    context = {"customer": document.customer, "contacts": document.customer.contacts, "contact_values": {}, **extra}
+    return render(request, "customers/_contacts.html", context, status=status)
+
+
+@router.get("/customers/{customer_id}/contacts")
+async def contacts_section(request: Request, customer_id: uuid.UUID, principal: WebUser) -> Response:
+    async with database(request).transaction() as session:
+        document = await _customer(session, principal, customer_id)
+    context = {"customer": document.customer, "contacts": document.customer.contacts, "contact_values": {}}
+    return render(request, "customers/_contacts.html", context)
+
+
+@router.post("/customers/{customer_id}/contacts", dependencies=[CsrfChecked])
+async def add_contact(request: Request, customer_id: uuid.UUID, principal: WebUser) -> Response:
+    require_writer(principal)
+    form = await request.form()
+    values = {name: form_text(form, name) for name in ("email", "name", "is_primary")}
+    try:
+        data = ContactIn.model_validate(_contact_fields(form))
+        async with database(request).transaction() as session:
+            await service.create_contact(session, principal.org_id, customer_id, data)
+    except ValidationError as exc:
+        return await _contacts_response(
+            request, principal, customer_id, 422, contact_errors=errors_of(exc), contact_values=values
+        )
+    except NotFound:
+        raise
+    except AppError as exc:
+        return await _contacts_response(
+            request, principal, customer_id, exc.status, contact_errors=errors_of(exc), contact_values=values
+        )
+    _ = gettext_for(request)
+    return await _contacts_response(request, principal, customer_id, contacts_message=_("Contact added."))
+
+
+@router.get("/customers/{customer_id}/contacts/{contact_id}/edit")
+async def edit_contact_form(
+    request: Request, customer_id: uuid.UUID, contact_id: uuid.UUID, principal: WebUser
+) -> Response:
+    require_writer(principal)
+    return await _contacts_response(request, principal, customer_id, editing_contact=contact_id)
+
+
+@router.post("/customers/{customer_id}/contacts/{contact_id}", dependencies=[CsrfChecked])
+async def save_contact(request: Request, customer_id: uuid.UUID, contact_id: uuid.UUID, principal: WebUser) -> Response:
+    require_writer(principal)
+    form = await request.form()
+    fields = _contact_fields(form)
+    values = {name: form_text(form, name) for name in ("email", "name")}
+    try:
+        patch = ContactPatch.model_validate({"email": fields["email"], "name": fields["name"]})
+        async with database(request).transaction() as session:
+            await service.update_contact(session, principal.org_id, customer_id, contact_id, patch)
+    except ValidationError as exc:
+        errors = errors_of(exc)
+    except NotFound:
+        raise
+    except AppError as exc:
+        errors = errors_of(exc)
+    else:
+        _ = gettext_for(request)
+        return await _contacts_response(request, principal, customer_id, contacts_message=_("Contact saved."))
+    return await _contacts_response(
+        request, principal, customer_id, 422, editing_contact=contact_id, edit_errors=errors, edit_values=values
+    )
+
+
+@router.post("/customers/{customer_id}/contacts/{contact_id}/primary", dependencies=[CsrfChecked])
+async def make_primary(request: Request, customer_id: uuid.UUID, contact_id: uuid.UUID, principal: WebUser) -> Response:
+    require_writer(principal)
+    async with database(request).transaction() as session:
+        contact: ContactOut = await service.update_contact(
+            session, principal.org_id, customer_id, contact_id, ContactPatch(is_primary=True)
+        )
+    _ = gettext_for(request)
+    message = _("%(email)s is now the primary contact.") % {"email": contact.email}
+    return await _contacts_response(request, principal, customer_id, contacts_message=message)
+
+
+@router.post("/customers/{customer_id}/contacts/{contact_id}/delete", dependencies=[CsrfChecked])
+async def delete_contact(
+    request: Request, customer_id: uuid.UUID, contact_id: uuid.UUID, principal: WebUser
+) -> Response:
+    require_writer(principal)
+    async with database(request).transaction() as session:
+        await service.delete_contact(session, principal.org_id, customer_id, contact_id)
+    _ = gettext_for(request)
+    return await _contacts_response(request, principal, customer_id, contacts_message=_("Contact deleted."))
