@@ -3,6 +3,7 @@
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
@@ -17,6 +18,8 @@ from customer_master.auth.tenancy import OrgId
 from customer_master.config import get_settings, resolve_jwt_secret
 from customer_master.db.migrate import upgrade_to_head
 from customer_master.db.session import Database, resolve_database_url
+from customer_master.detection import service as detection_service
+from customer_master.detection.schemas import CustomerHint, DetectRequest, DetectResult
 from customer_master.errors import AppError
 
 T = TypeVar("T")
@@ -169,6 +172,42 @@ def token_create(
 
     token = in_transaction(database_url(), work)
     typer.echo(f"token: {token}")
+
+
+@app.command()
+def detect(
+    org: Annotated[str, typer.Option(help="The org's slug")],
+    from_email: Annotated[str | None, typer.Option(help="The sender, e.g. '\"Max\" <einkauf@muster.de>'")] = None,
+    text_file: Annotated[Path | None, typer.Option(help="The order's text ('-' reads standard input)")] = None,
+    name: Annotated[str | None, typer.Option(help="A company name, compared instead of the text's first lines")] = None,
+) -> None:
+    """Which customer sent an order: prints the detection result (as the API answers it) as JSON."""
+    try:
+        request = DetectRequest(
+            from_email=from_email,
+            document_text=_read_text(text_file) if text_file else None,
+            customer_hint=CustomerHint(name=name) if name else None,
+        )
+    except ValidationError as exc:
+        fail(_describe(exc))
+
+    async def work(session: AsyncSession) -> DetectResult:
+        org_id = await auth_service.org_id_by_slug(session, org)
+        return await detection_service.detect_customer(session, org_id, request)
+
+    typer.echo(in_transaction(database_url(), work).model_dump_json(indent=2))
+
+
+def _read_text(path: Path) -> str:
+    """A text file as UTF-8 (with or without BOM), else as Windows-1252; `-` is standard input."""
+    try:
+        raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror}")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", errors="replace")
 
 
 def _user_or_fail(email: str, name: str | None, role: Role, password: str) -> UserCreate:
