@@ -25,6 +25,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: $(STAMP) lint
+	scripts/ensure-chromium.sh  # the web UI tests drive Debian's Chromium
 	$(BIN)/pytest
 
 bench: $(STAMP)
