@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from customer_master import ops
+from customer_master import openapi, ops
 from customer_master.auth.api import router as auth_router
 from customer_master.customers.api import router as customers_router
 from customer_master.db.session import Database
@@ -57,6 +57,7 @@ def create_app(database_url: str, jwt_secret: str, token_ttl_s: int = 3600, pool
     app.include_router(web_router)  # the browser UI under /, outside the OpenAPI document
     app.add_middleware(HttpEdgeMiddleware)
     _install_error_handlers(app)
+    openapi.install(app)
     return app
 
 

@@ -18,12 +18,13 @@ from customer_master.auth.schemas import (
     UserPatch,
 )
 from customer_master.deps import Admin, AnyRole, SessionDep
+from customer_master.openapi import error_responses
 from customer_master.schemas import Items
 
 router = APIRouter(prefix="/api/v1")
 
 
-@router.post("/auth/login", tags=["auth"], response_model=LoginOut)
+@router.post("/auth/login", tags=["auth"], response_model=LoginOut, responses=error_responses(401, 403, 429))
 async def login(request: Request, body: LoginIn) -> LoginOut:
     state = request.app.state
     token = await service.login(state.db, state.jwt_secret, state.token_ttl_s, body.org_slug, body.email, body.password)
@@ -40,7 +41,7 @@ async def list_users(session: SessionDep, principal: Admin) -> dict[str, Any]:
     return {"items": await service.list_users(session, principal.org_id)}
 
 
-@router.post("/users", tags=["users"], status_code=201, response_model=UserOut)
+@router.post("/users", tags=["users"], status_code=201, response_model=UserOut, responses=error_responses(409))
 async def create_user(body: UserCreate, session: SessionDep, principal: Admin) -> Any:
     return await service.create_user(session, principal.org_id, body)
 

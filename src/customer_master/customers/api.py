@@ -17,6 +17,7 @@ from customer_master.customers.schemas import (
 )
 from customer_master.deps import Admin, AnyRole, SessionDep, Writer
 from customer_master.idempotency import run_idempotent
+from customer_master.openapi import error_responses
 from customer_master.schemas import Items, Page
 
 router = APIRouter(prefix="/api/v1", tags=["customers"])
@@ -69,7 +70,7 @@ async def get_customer(id: uuid.UUID, session: SessionDep, principal: AnyRole) -
     return _document_response(await service.get_customer(session, principal.org_id, id))
 
 
-@router.patch("/customers/{id}", response_model=CustomerOut)
+@router.patch("/customers/{id}", response_model=CustomerOut, responses=error_responses(409))
 async def update_customer(
     id: uuid.UUID, body: CustomerPatch, session: SessionDep, principal: Writer, if_match: IfMatch = None
 ) -> Response:
@@ -102,7 +103,7 @@ async def create_contact(
     return await run_idempotent(session, principal.org_id, request, idempotency_key, 201, create)
 
 
-@router.patch("/customers/{id}/contacts/{contact_id}", response_model=ContactOut)
+@router.patch("/customers/{id}/contacts/{contact_id}", response_model=ContactOut, responses=error_responses(409))
 async def update_contact(
     id: uuid.UUID, contact_id: uuid.UUID, body: ContactPatch, session: SessionDep, principal: Writer
 ) -> ContactOut:
