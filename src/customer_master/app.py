@@ -19,6 +19,7 @@ from customer_master.db.session import Database
 from customer_master.detection.api import router as detection_router
 from customer_master.errors import AppError, RateLimited, ServiceUnavailable, error_body
 from customer_master.http import HttpEdgeMiddleware
+from customer_master.imports.api import router as imports_router
 from customer_master.web.routes import router as web_router
 
 logger = logging.getLogger("customer_master")
@@ -54,6 +55,7 @@ def create_app(database_url: str, jwt_secret: str, token_ttl_s: int = 3600, pool
     app.include_router(auth_router)
     app.include_router(detection_router)  # before customers: /customers/detect is not a /customers/{id}
     app.include_router(customers_router)
+    app.include_router(imports_router)
     app.include_router(web_router)  # the browser UI under /, outside the OpenAPI document
     app.add_middleware(HttpEdgeMiddleware)
     _install_error_handlers(app)

@@ -174,6 +174,32 @@ def token_create(
     typer.echo(f"token: {token}")
 
 
+@app.command("import")
+def import_customers(
+    file: Annotated[Path, typer.Argument(help="The CSV file (UTF-8 or Windows-1252; ',', ';' or tab)")],
+    org: Annotated[str, typer.Option(help="The org's slug")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and count, write nothing")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout")] = False,
+) -> None:
+    """Import customers from CSV, upserting by ERP number. Exit 0: all rows applied; 1: some rows
+    failed; 2: the file was rejected or the org does not exist."""
+    from customer_master.imports.commands import run_import
+
+    raise typer.Exit(run_import(database_url(), file, org, dry_run=dry_run, as_json=json_output))
+
+
+@app.command("export")
+def export_customers(
+    org: Annotated[str, typer.Option(help="The org's slug")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here instead of stdout")] = None,
+    delimiter: Annotated[str, typer.Option(help="',' (default), ';' or a tab")] = ",",
+) -> None:
+    """Export every customer of the org as CSV in the import format (one row per contact)."""
+    from customer_master.imports.commands import run_export
+
+    raise typer.Exit(run_export(database_url(), org, output, delimiter))
+
+
 @app.command()
 def detect(
     org: Annotated[str, typer.Option(help="The org's slug")],

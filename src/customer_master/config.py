@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     jwt_secret: str | None = None
     token_ttl_s: int = Field(default=3600, ge=1)
     max_upload_mb: int = Field(default=100, ge=1)
+    # A CSV line longer than this (in characters) rejects the import file as not being CSV.
+    import_max_line_length: int = Field(default=1_048_576, ge=1024)
     db_pool_size: int = Field(default=10, ge=1)
 
 

@@ -1,0 +1,164 @@
+"""Import and export routes (API.md §6): receive the upload, call the service, shape the response."""
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from customer_master.config import get_settings
+from customer_master.deps import SessionDep, Writer
+from customer_master.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from customer_master.imports import service
+from customer_master.imports.export import parse_delimiter, stream_customers_csv
+from customer_master.imports.schemas import ImportReport, ImportRunOut
+from customer_master.schemas import Page
+
+router = APIRouter(prefix="/api/v1", tags=["import and export"])
+
+MIB = 1024 * 1024
+# Room for the multipart boundaries and part headers around the file itself.
+MULTIPART_OVERHEAD = 64 * 1024
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary", "description": "The CSV file"}},
+                }
+            }
+        },
+    }
+}
+
+
+def max_upload_bytes(request: Request) -> int:
+    """`CM_MAX_UPLOAD_MB`; an app may carry its own value in `app.state.max_upload_mb`."""
+    megabytes = getattr(request.app.state, "max_upload_mb", None) or get_settings().max_upload_mb
+    return int(megabytes) * MIB
+
+
+async def _limited(stream: AsyncIterator[bytes], limit: int, megabytes: int) -> AsyncGenerator[bytes, None]:
+    received = 0
+    async for chunk in stream:
+        received += len(chunk)
+        if received > limit:
+            raise _too_large(megabytes)
+        yield chunk
+
+
+def _too_large(megabytes: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The file is larger than the upload limit of {megabytes} MB (CM_MAX_UPLOAD_MB)")
+
+
+async def receive_csv_upload(request: Request) -> UploadFile:
+    """The multipart field `file`, spooled to a temporary file; too large → 413 without reading on."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "multipart/form-data":
+        raise UnsupportedMediaType("Send the CSV as multipart/form-data with the file in the field 'file'")
+    limit = max_upload_bytes(request)
+    megabytes = limit // MIB
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit + MULTIPART_OVERHEAD:
+        raise _too_large(megabytes)
+    parser = MultiPartParser(
+        request.headers, _limited(request.stream(), limit + MULTIPART_OVERHEAD, megabytes), max_files=1, max_fields=20
+    )
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise ValidationFailed.one("file", f"unreadable multipart body: {exc.message}") from None
+    upload = form.get("file")
+    for _, value in form.multi_items():
+        if isinstance(value, UploadFile) and value is not upload:
+            await value.close()
+    if not isinstance(upload, UploadFile):
+        raise ValidationFailed.one("file", "send the CSV file in the multipart field 'file'")
+    if upload.size is not None and upload.size > limit:
+        await upload.close()
+        raise _too_large(megabytes)
+    return upload
+
+
+@router.post(
+    "/imports/customers",
+    response_model=ImportReport,
+    openapi_extra=_UPLOAD_BODY,
+    summary="Import customers from CSV (upsert by ERP number)",
+)
+async def import_customers(
+    request: Request,
+    session: SessionDep,
+    principal: Writer,
+    dry_run: Annotated[bool, Query(description="Validate and count exactly as a real run, write nothing")] = False,
+) -> ImportReport:
+    upload = await receive_csv_upload(request)
+    try:
+        return await service.import_customers_csv(
+            session,
+            principal.org_id,
+            upload.file,
+            service.ImportSource.from_principal(principal, upload.filename),
+            dry_run=dry_run,
+            max_line_length=get_settings().import_max_line_length,
+        )
+    finally:
+        await upload.close()
+
+
+def _encode_cursor(created_at: datetime, run_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(json.dumps([created_at.isoformat(), str(run_id)]).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        created_at, run_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return datetime.fromisoformat(created_at), uuid.UUID(run_id)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise ValidationFailed.one("cursor", "not a cursor this API returned") from None
+
+
+@router.get("/imports", response_model=Page[ImportRunOut], summary="The org's imports, newest first")
+async def list_imports(
+    session: SessionDep,
+    principal: Writer,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> dict[str, Any]:
+    after = _decode_cursor(cursor) if cursor else None
+    runs = await service.list_import_runs(session, principal.org_id, limit=limit + 1, after=after)
+    next_cursor = _encode_cursor(runs[limit - 1].created_at, runs[limit - 1].id) if len(runs) > limit else None
+    return {"items": runs[:limit], "next_cursor": next_cursor}
+
+
+@router.get(
+    "/exports/customers.csv",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "The org's customers in the import format"}},
+    summary="Export customers as CSV (the import format)",
+)
+async def export_customers(
+    request: Request,
+    principal: Writer,
+    delimiter: Annotated[str, Query(description="`,` (default), `;` or a tab")] = ",",
+) -> StreamingResponse:
+    chosen = parse_delimiter(delimiter)
+    if chosen is None:
+        raise ValidationFailed.one("delimiter", "use ',', ';' or a tab")
+    stamp = datetime.now(UTC).strftime("%Y%m%d")
+    return StreamingResponse(
+        stream_customers_csv(request.app.state.db, principal.org_id, chosen),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="customers-{principal.org_slug}-{stamp}.csv"'},
+    )
