@@ -10,6 +10,6 @@ LOCALES=$WEB/locales
 "$BIN/pybabel" extract -F "$WEB/babel.cfg" -k _ -k gettext -k ngettext:1,2 --sort-by-file --add-location=file \
   --project "Customer Master" --copyright-holder "Customer Master" -o "$LOCALES/messages.pot" "$WEB"
 for dir in "$LOCALES"/*/; do
-  "$BIN/pybabel" update --no-fuzzy-matching -i "$LOCALES/messages.pot" -d "$LOCALES" -l "$(basename "$dir")"
+  "$BIN/pybabel" update --no-fuzzy-matching --ignore-obsolete -i "$LOCALES/messages.pot" -d "$LOCALES" -l "$(basename "$dir")"
 done
 "$BIN/pybabel" compile --statistics -d "$LOCALES"

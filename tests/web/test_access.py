@@ -46,7 +46,12 @@ def test_reader_sees_no_edit_controls_and_is_refused_when_posting_anyway(
         response = page.request.post(path, form={**form, "csrf_token": token})
         assert response.status == 403, path
         assert "Not allowed" in response.text()
-    for path in (f"/customers/{customer['id']}/edit", f"/customers/{customer['id']}/delete", "/admin/users"):
+    upload = {"file": {"name": "a.csv", "mimeType": "text/csv", "buffer": b"name,default_currency,default_language\n"}}
+    for path in ("/import/preview", "/import/apply"):
+        response = page.request.post(path, multipart={**upload, "csrf_token": token})
+        assert response.status == 403, path
+    pages = (f"/customers/{customer['id']}/edit", f"/customers/{customer['id']}/delete", "/admin/users", "/import")
+    for path in (*pages, "/admin/tokens", "/export/customers.csv"):
         assert page.request.get(path).status == 403, path
 
     page.goto(f"/customers/{customer['id']}/delete")

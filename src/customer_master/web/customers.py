@@ -229,7 +229,7 @@ async def customer_fields(request: Request, customer_id: uuid.UUID, principal: W
     """The fields as text (htmx: "cancel" of the edit form)."""
     async with database(request).transaction() as session:
         document = await _customer(session, principal, customer_id)
-    return render(request, "customers/_fields.html", {"customer": document.customer})
+    return render(request, "customers/_fields.html", {"customer": document.customer, "focus_edit": True})
 
 
 @router.get("/customers/{customer_id}/edit")

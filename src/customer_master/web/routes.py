@@ -8,7 +8,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 
 from customer_master.auth import service as auth_service
 from customer_master.errors import AuthRequired, Forbidden, NotFound, RateLimited
-from customer_master.web import admin, customers, detection
+from customer_master.web import admin, customers, detection, imports
 from customer_master.web.core import (
     SESSION_COOKIE,
     STATIC_DIR,
@@ -107,4 +107,5 @@ async def choose_language(request: Request) -> Response:
 
 router.include_router(customers.router)
 router.include_router(detection.router)
+router.include_router(imports.router)
 router.include_router(admin.router)

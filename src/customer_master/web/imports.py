@@ -1,0 +1,208 @@
+"""Import and export: choose a CSV, read its dry-run report, apply it, download the failing rows.
+
+Stateless like the API: the file stays chosen in the page's file input, so "apply" and "download the
+failing rows" send it again. "Apply" carries the SHA-256 of the file that was checked; a different file
+is checked again instead of being applied unseen.
+"""
+
+import csv
+import hashlib
+import io
+import json
+from datetime import UTC, datetime
+from pathlib import PurePath
+from typing import Any, BinaryIO
+
+from anyio import to_thread
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.datastructures import FormData, UploadFile
+
+from customer_master.auth.tenancy import Principal
+from customer_master.config import get_settings
+from customer_master.errors import AppError, PayloadTooLarge, ValidationFailed
+from customer_master.imports import service
+from customer_master.imports.api import max_upload_bytes
+from customer_master.imports.export import parse_delimiter, stream_customers_csv
+from customer_master.imports.reader import CsvReader, ensure_field_size_limit
+from customer_master.imports.schemas import ImportReport
+from customer_master.web.core import (
+    MAX_FORM_FIELD_BYTES,
+    CsrfChecked,
+    WebRoute,
+    WebUser,
+    database,
+    form_text,
+    is_htmx,
+    render,
+    require_writer,
+)
+from customer_master.web.i18n import gettext_for
+
+router = APIRouter(route_class=WebRoute)
+HISTORY_SIZE = 20
+ERRORS_SHOWN = 1000
+ERROR_COLUMN = "import_error"
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+async def _history(request: Request, principal: Principal) -> list[Any]:
+    async with database(request).transaction() as session:
+        return list(await service.list_import_runs(session, principal.org_id, limit=HISTORY_SIZE))
+
+
+async def _respond(request: Request, principal: Principal, status: int = 200, **context: Any) -> Response:
+    """htmx: the report, and the history out of band; a plain form: the whole page."""
+    context = {"history": await _history(request, principal), "errors_shown": ERRORS_SHOWN, **context}
+    context["oob_history"] = is_htmx(request)
+    template = "_import_report.html" if is_htmx(request) else "import.html"
+    return render(request, template, context, status=status)
+
+
+@router.get("/import")
+async def import_page(request: Request, principal: WebUser) -> Response:
+    require_writer(principal)
+    return await _respond(request, principal)
+
+
+async def _upload(request: Request) -> tuple[FormData, UploadFile]:
+    """The multipart form with its file; over `CM_MAX_UPLOAD_MB` is refused before it is read."""
+    limit = max_upload_bytes(request)
+    length = request.headers.get("content-length", "")
+    too_large = PayloadTooLarge(f"The file is larger than the upload limit of {limit // 2**20} MB (CM_MAX_UPLOAD_MB)")
+    if length.isdigit() and int(length) > limit + MULTIPART_OVERHEAD:
+        raise too_large
+    form = await request.form(max_part_size=MAX_FORM_FIELD_BYTES)
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        _ = gettext_for(request)
+        raise ValidationFailed.one("file", _("Choose a CSV file first."))
+    if upload.size is not None and upload.size > limit:
+        raise too_large
+    return form, upload
+
+
+def _sha256(binary: BinaryIO) -> str:
+    binary.seek(0)
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: binary.read(1024 * 1024), b""):
+        digest.update(chunk)
+    binary.seek(0)
+    return digest.hexdigest()
+
+
+def _failed_rows(report: ImportReport) -> str:
+    """Each failing row with its reasons, for the download (kept in the page, like the file)."""
+    reasons: dict[int, list[str]] = {}
+    for error in report.errors:
+        reasons.setdefault(error.row, []).append(f"{error.field}: {error.error}" if error.field else error.error)
+    return json.dumps({str(row): "; ".join(messages) for row, messages in reasons.items()}, ensure_ascii=False)
+
+
+async def _run(request: Request, principal: Principal, upload: UploadFile, *, dry_run: bool) -> ImportReport:
+    async with database(request).transaction() as session:
+        return await service.import_customers_csv(
+            session,
+            principal.org_id,
+            upload.file,
+            service.ImportSource.from_principal(principal, upload.filename),
+            dry_run=dry_run,
+            max_line_length=get_settings().import_max_line_length,
+        )
+
+
+async def _import(request: Request, principal: Principal, *, apply: bool) -> Response:
+    require_writer(principal)
+    _ = gettext_for(request)
+    try:
+        form, upload = await _upload(request)
+    except AppError as exc:
+        return await _respond(request, principal, exc.status, rejected=exc.message)
+    try:
+        sha256 = await to_thread.run_sync(_sha256, upload.file)
+        changed = apply and form_text(form, "preview_sha256") != sha256
+        dry_run = not apply or changed
+        try:
+            report = await _run(request, principal, upload, dry_run=dry_run)
+        except AppError as exc:
+            return await _respond(request, principal, exc.status, rejected=exc.message, file_name=upload.filename)
+    finally:
+        await upload.close()
+    notice = _("The file changed since it was checked: here is the check of this file.") if changed else None
+    context: dict[str, Any] = {
+        "report": report,
+        "file_name": upload.filename,
+        "sha256": sha256,
+        "failed_rows": _failed_rows(report),
+        "notice": notice,
+    }
+    return await _respond(request, principal, **context)
+
+
+@router.post("/import/preview", dependencies=[CsrfChecked])
+async def preview_import(request: Request, principal: WebUser) -> Response:
+    """A dry run: the report exactly as the real import would give it, nothing written."""
+    return await _import(request, principal, apply=False)
+
+
+@router.post("/import/apply", dependencies=[CsrfChecked])
+async def apply_import(request: Request, principal: WebUser) -> Response:
+    return await _import(request, principal, apply=True)
+
+
+def failing_rows_csv(binary: BinaryIO, reasons: dict[int, str], max_line_length: int) -> bytes:
+    """The header and the failing records as the file had them, plus a column with the reasons.
+
+    UTF-8 with a BOM (so spreadsheet programs read it right), in the file's own delimiter; the import
+    ignores the extra column, so the fixed file can be imported as it is.
+    """
+    ensure_field_size_limit(max_line_length)
+    reader = CsvReader(binary, max_line_length=max_line_length)
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=reader.delimiter, lineterminator="\r\n")
+    width = len(reader.header)
+    writer.writerow([*reader.header, ERROR_COLUMN])
+    for line, fields in reader.records():
+        if line in reasons:
+            writer.writerow([*fields, *[""] * (width - len(fields)), reasons[line]])
+    return b"\xef\xbb\xbf" + out.getvalue().encode()
+
+
+@router.post("/import/failed-rows", dependencies=[CsrfChecked])
+async def download_failed_rows(request: Request, principal: WebUser) -> Response:
+    require_writer(principal)
+    form, upload = await _upload(request)
+    try:
+        listed = json.loads(form_text(form, "failed_rows") or "{}")
+        reasons = {int(row): str(reason) for row, reason in listed.items()}
+    except (ValueError, AttributeError):
+        raise ValidationFailed.one("failed_rows", "not the list of failing rows this page made") from None
+    try:
+        body = await to_thread.run_sync(failing_rows_csv, upload.file, reasons, get_settings().import_max_line_length)
+    finally:
+        await upload.close()
+    stem = PurePath(upload.filename or "import").stem
+    return Response(
+        body,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{_safe_name(stem)}-failed-rows.csv"'},
+    )
+
+
+def _safe_name(stem: str) -> str:
+    return "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_.") else "_" for ch in stem)[:100] or "import"
+
+
+@router.get("/export/customers.csv")
+async def export_customers(request: Request, principal: WebUser, delimiter: str = ",") -> Response:
+    """The API's export (every customer, the import format) as a download."""
+    require_writer(principal)
+    chosen = parse_delimiter(delimiter)
+    if chosen is None:
+        raise ValidationFailed.one("delimiter", "use ',', ';' or a tab")
+    stamp = datetime.now(UTC).strftime("%Y%m%d")
+    return StreamingResponse(
+        stream_customers_csv(database(request), principal.org_id, chosen),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="customers-{principal.org_slug}-{stamp}.csv"'},
+    )
