@@ -312,3 +312,28 @@ def test_an_api_token_cannot_be_used_to_reach_another_org(
 
     assert_error(client.get(f"/api/v1/customers/{theirs['id']}", headers=headers), 404, "NOT_FOUND")
     assert client.get("/api/v1/me", headers=headers).json()["org"]["id"] == str(org.id)
+
+
+def test_detection_never_names_another_orgs_customer(
+    client: httpx.Client, org: OrgContext, other_org: OrgContext, served_operations: set[tuple[str, str]]
+) -> None:
+    if ("POST", "/api/v1/customers/detect") not in served_operations:
+        pytest.skip("detection is not served (yet)")
+    create_customer(
+        client,
+        other_org,
+        name="Other Muster AG",
+        erp_customer_number="OTH-1",
+        contacts=[{"email": "einkauf@other.example", "is_primary": True}],
+    )
+    body = {
+        "from_email": "Einkauf <einkauf@other.example>",
+        "document_text": "Other Muster AG\nKundennr: OTH-1",
+        "customer_hint": {"name": "Other Muster AG", "erp_customer_number": "OTH-1"},
+    }
+
+    for role in Role:
+        response = client.post("/api/v1/customers/detect", json=body, headers=org.headers(role))
+        assert response.status_code == 200, response.text
+        assert response.json() == {"status": "NOT_FOUND", "selected_customer_id": None, "candidates": []}
+    assert client.post("/api/v1/customers/detect", json=body, headers=other_org.headers()).json()["candidates"]
