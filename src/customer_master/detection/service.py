@@ -79,7 +79,8 @@ def _signal_query(evidence: Evidence) -> str:
         parts.append("SELECT customer_id, 'S4_CUSTOMER_NUMBER', value, NULL::real FROM s4")
         also_kept.append("customer_id IN (SELECT customer_id FROM s4)")
     if evidence.names:
-        ctes.append("""compared AS (
+        # MATERIALIZED: each key is computed once, not again in every candidate row's recheck and ranking.
+        ctes.append("""compared AS MATERIALIZED (
             SELECT t.ord, t.line, cm_company_key(t.line) AS key
               FROM unnest(CAST(:names AS text[])) WITH ORDINALITY AS t(line, ord))""")
         ctes.append("""name_hits AS (
@@ -133,9 +134,11 @@ async def _signal_rows(session: AsyncSession, org_id: OrgId, evidence: Evidence)
         params["numbers"] = evidence.numbers
     if evidence.names:
         params.update(names=evidence.names, s5_limit=signals.S5_MAX_CUSTOMERS, min_sim=signals.S5_MIN_SIMILARITY)
-        # `%` (the operator the trigram index serves) compares with this setting; make it the contract's.
+        # `%` (the operator the trigram index serves) compares with this setting: make it the contract's.
+        # The planner's cost for ten trigram searches can pass jit_above_cost; compiling would cost more
+        # than the query.
         await session.execute(
-            text("SELECT set_config('pg_trgm.similarity_threshold', :threshold, true)"),
+            text("SELECT set_config('pg_trgm.similarity_threshold', :threshold, true), set_config('jit', 'off', true)"),
             {"threshold": str(signals.S5_MIN_SIMILARITY)},
         )
     if evidence.sender:
