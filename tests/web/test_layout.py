@@ -13,10 +13,14 @@ def test_phone_width_has_no_sideways_scrolling(page: Page, web_org: WebOrg, clie
     customer = create_customer(client, web_org.org, contacts=[{"email": "sehr.langer.name@beispiel-firma.de"}])
     log_in(page, web_org)
     page.set_viewport_size({"width": 375, "height": 740})
-    for path in ("/customers", f"/customers/{customer['id']}", "/admin/users", "/admin/tokens"):
-        page.goto(path)
-        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
-        assert overflow <= 0, f"{path} scrolls sideways by {overflow}px at phone width"
+    paths = ["/customers", f"/customers/{customer['id']}", f"/customers/{customer['id']}/edit", "/customers/new"]
+    paths += ["/import", "/detect", "/admin/users", "/admin/tokens"]
+    for language in ("en", "de"):  # German words are longer
+        page.context.add_cookies([{"name": "cm_lang", "value": language, "url": page.url}])
+        for path in paths:
+            page.goto(path)
+            overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            assert overflow <= 0, f"{path} ({language}) scrolls sideways by {overflow}px at phone width"
     page.goto("/customers")
     expect(page.get_by_role("link", name="Muster GmbH")).to_be_visible()
 
