@@ -26,7 +26,9 @@ async def get_session(database: Annotated[Database, Depends(get_database)]) -> A
         yield session
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": commit before the response is sent, so a 2xx means the change is durable and
+# visible to the client's next request, and a failed commit becomes an error response, not a lost 2xx.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 async def current_principal(

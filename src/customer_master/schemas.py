@@ -1,8 +1,8 @@
 """Pydantic building blocks shared by every domain's schemas."""
 
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, field_validator
 
 from customer_master import validation
 
@@ -13,6 +13,11 @@ class StrictModel(BaseModel):
     """Request bodies: unknown keys are an error, not silently dropped."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul_characters(cls, value: Any) -> Any:
+        return validation.reject_nul(value)
 
 
 class Page(BaseModel, Generic[T]):

@@ -1,12 +1,32 @@
 """Field rules shared by the API, the CSV import and the CLI: one implementation of each."""
 
 import re
+from typing import Any, TypeVar
 
 import langcodes
 import pycountry
 from email_validator import EmailNotValidError, validate_email
 
 ERP_NUMBER_PATTERN = re.compile(r"[A-Za-z0-9\-_./]{1,100}")
+T = TypeVar("T")
+
+
+def contains_nul(value: Any) -> bool:
+    """Whether a string, or any key or value inside JSON lists and objects, holds U+0000."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(contains_nul(key) or contains_nul(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(contains_nul(item) for item in value)
+    return False
+
+
+def reject_nul(value: T) -> T:
+    """PostgreSQL text and jsonb cannot hold U+0000: refuse it as bad input instead of failing in the database."""
+    if contains_nul(value):
+        raise ValueError("must not contain NUL characters (\\u0000)")
+    return value
 
 
 def normalize_email(value: str) -> str:

@@ -4,7 +4,9 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
+from pydantic import AfterValidator
 
+from customer_master import validation
 from customer_master.customers import service
 from customer_master.customers.schemas import (
     ContactIn,
@@ -27,6 +29,7 @@ IdempotencyKey = Annotated[
     Header(alias="Idempotency-Key", description="Replays the first response for 24 h (1..255 chars)"),
 ]
 IfMatch = Annotated[str | None, Header(alias="If-Match", description="The ETag you last read")]
+SearchText = Annotated[str | None, AfterValidator(validation.reject_nul)]
 
 
 def _document_response(document: service.CustomerDocument, status_code: int = 200) -> Response:
@@ -39,9 +42,9 @@ def _document_response(document: service.CustomerDocument, status_code: int = 20
 async def list_customers(
     session: SessionDep,
     principal: AnyRole,
-    q: Annotated[str | None, Query(max_length=500, description="Name substring or ERP number prefix")] = None,
-    erp_number: Annotated[str | None, Query(max_length=100, description="Exact ERP number")] = None,
-    email: Annotated[str | None, Query(max_length=320, description="A contact's e-mail")] = None,
+    q: Annotated[SearchText, Query(max_length=500, description="Name substring or ERP number prefix")] = None,
+    erp_number: Annotated[SearchText, Query(max_length=100, description="Exact ERP number")] = None,
+    email: Annotated[SearchText, Query(max_length=320, description="A contact's e-mail")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> dict[str, Any]:

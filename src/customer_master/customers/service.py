@@ -41,7 +41,7 @@ def encode_cursor(sort_name: str, customer_id: uuid.UUID) -> str:
 def decode_cursor(cursor: str) -> tuple[str, uuid.UUID]:
     try:
         sort_name, customer_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(sort_name, str):
+        if not isinstance(sort_name, str) or not isinstance(customer_id, str) or "\x00" in sort_name:
             raise ValueError
         return sort_name, uuid.UUID(customer_id)
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
@@ -281,9 +281,11 @@ async def update_customer(
         if holder is not None:
             raise _erp_conflict(erp_number, holder)
     try:
-        await session.execute(
-            update(Customer).where(Customer.org_id == org_id, Customer.id == customer_id).values(**new_values)
-        )
+        # In a savepoint: after a unique violation the transaction must still run the holder lookup below.
+        async with session.begin_nested():
+            await session.execute(
+                update(Customer).where(Customer.org_id == org_id, Customer.id == customer_id).values(**new_values)
+            )
     except IntegrityError:  # another request took the ERP number between the check and the write
         raise _erp_conflict(erp_number, await _existing_erp_holder(session, org_id, erp_number)) from None
     await session.refresh(customer)

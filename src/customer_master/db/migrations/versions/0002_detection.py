@@ -53,27 +53,25 @@ CREATE INDEX ix_customer_name_key_trgm ON customer USING gin (name_key gin_trgm_
 
 CREATE INDEX ix_customer_contact_org_domain ON customer_contact (org_id, lower(split_part(email::text, '@', 2)));
 
--- In a BEFORE trigger a stored generated column is not computed yet (NULL in NEW), so with name_key
--- `NEW IS DISTINCT FROM OLD` would hold for every UPDATE, no-ops too. The trigger's arguments name the
--- columns the comparison leaves out.
-CREATE OR REPLACE FUNCTION update_updated_at_column() RETURNS trigger LANGUAGE plpgsql AS $$
+-- A stored generated column is not computed yet in a BEFORE trigger (NULL in NEW, recomputed after it),
+-- so `NEW IS DISTINCT FROM OLD` would hold for every UPDATE of a customer, no-ops too, and move
+-- updated_at. Compare with the old key in its place.
+CREATE FUNCTION update_customer_updated_at_column() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  IF TG_NARGS = 0 THEN
-    IF NEW IS DISTINCT FROM OLD THEN
-      NEW.updated_at = now();
-    END IF;
-  ELSIF to_jsonb(NEW) - TG_ARGV IS DISTINCT FROM to_jsonb(OLD) - TG_ARGV THEN
+  NEW.name_key := OLD.name_key;
+  IF NEW IS DISTINCT FROM OLD THEN
     NEW.updated_at = now();
   END IF;
   RETURN NEW;
 END $$;
 CREATE OR REPLACE TRIGGER update_customer_updated_at BEFORE UPDATE ON customer
-  FOR EACH ROW EXECUTE FUNCTION update_updated_at_column('name_key');
+  FOR EACH ROW EXECUTE FUNCTION update_customer_updated_at_column();
 """
 
 DOWNGRADE = """
 CREATE OR REPLACE TRIGGER update_customer_updated_at BEFORE UPDATE ON customer
   FOR EACH ROW EXECUTE FUNCTION update_updated_at_column();
+DROP FUNCTION update_customer_updated_at_column();
 DROP INDEX ix_customer_contact_org_domain;
 ALTER TABLE customer DROP COLUMN name_key;
 DROP FUNCTION cm_company_key(text);
