@@ -160,7 +160,7 @@ def test_add_two_contacts_and_switch_the_primary(page: Page, web_org: WebOrg, cl
     expect(rows.nth(1).locator(".badge")).to_have_count(0)
 
     contacts.get_by_role("link", name="Edit (einkauf@muster.de)").click()
-    contacts.get_by_label("Name").first.fill("Max M.")
+    contacts.locator("tr.editing").get_by_label("Name").fill("Max M.")
     contacts.get_by_role("button", name="Save contact").click()
     expect(rows.nth(1)).to_contain_text("Max M.")
 
