@@ -41,6 +41,7 @@ def test_admin_creates_a_user_disables_and_enables_them(page: Page, web_org: Web
     page.get_by_role("button", name=f"Change role ({email})").click()
     expect(page.locator(".notice")).to_have_text(f"{email}: role INTEGRATOR, disabled.")
     page.get_by_role("button", name=f"Enable ({email})").click()
+    expect(page.locator(".notice")).to_have_text(f"{email}: role INTEGRATOR, active.")
     assert client.post("/api/v1/auth/login", json=login).status_code == 200
 
     # The admin's own row has no controls: nobody locks the org out by accident.
