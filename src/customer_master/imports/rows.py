@@ -174,23 +174,44 @@ def _converters() -> dict[str, Callable[[str], Any]]:
 
 
 _check_metadata = _pydantic(Metadata)
+_check_email = _converter("contact_email", _pydantic(Email), "e-mail address")
+
+
+def normalize_emails(cells: list[str]) -> list[tuple[str, str | None, str | None]]:
+    """`(cell, normalised, None)` or `(cell, None, error)` for each cell: the API's e-mail rule, in bulk."""
+    results: list[tuple[str, str | None, str | None]] = []
+    for cell in cells:
+        try:
+            results.append((cell, _check_email(cell.strip()), None))
+        except CellError as exc:
+            results.append((cell, None, exc.message))
+    return results
 
 
 @dataclass
 class RowValidator:
-    """Turns `(line, fields)` into a staging record, or into the row's errors."""
+    """Turns `(line, fields)` into a staging record, or into the row's errors.
+
+    With `defer_email`, a row's `contact_email` is staged as written and checked later, in bulk, by
+    `normalize_emails` (the import skips e-mails the org already stores exactly so: they passed this
+    rule when they were stored). A row that fails for another reason has its e-mail checked here, so
+    that its report lists every problem.
+    """
 
     header: Header
+    defer_email: bool = False
     contact_without_email: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         converters = _converters()
         slots = {column: index for index, column in enumerate(STAGING_COLUMNS)}
+        deferred = {"contact_email"} if self.defer_email else set()
         self._cells = [
             (self.header.positions[column], slots[column], column, converters[column])
             for column in COLUMNS
-            if column in self.header.positions
+            if column in self.header.positions and column not in deferred
         ]
+        self._email_index = self.header.positions.get("contact_email") if self.defer_email else None
         self._width = len(STAGING_COLUMNS)
         self._metadata_slot = slots["metadata"]
         self._email_slot = slots["contact_email"]
@@ -215,6 +236,13 @@ class RowValidator:
                 errors.append({"row": line, "field": column, "value": raw, "error": exc.message})
         if self.header.metadata:
             self._metadata(line, fields, values, errors)
+        if self._email_index is not None and self._email_index < count and fields[self._email_index].strip():
+            email = fields[self._email_index]
+            if errors:
+                ((_, _, problem),) = normalize_emails([email])
+                if problem is not None:
+                    errors.append({"row": line, "field": "contact_email", "value": email, "error": problem})
+            values[self._email_slot] = email
         if errors:
             return None, errors
         if values[self._email_slot] is None and (values[self._name_slot] is not None or values[self._primary_slot]):

@@ -37,6 +37,7 @@ from customer_master.imports.rows import (
     METADATA_PREFIX,
     STAGING_COLUMNS,
     RowValidator,
+    normalize_emails,
     parse_header,
 )
 from customer_master.imports.schemas import ImportReport, ImportRunOut, ImportWarning, RowError
@@ -112,12 +113,13 @@ async def import_customers_csv(
     started = time.monotonic()
     ensure_field_size_limit(max_line_length)
     reader = await to_thread.run_sync(partial(CsvReader, file, max_line_length=max_line_length))
-    validator = RowValidator(parse_header(reader.header, reader.header_line_number))
+    validator = RowValidator(parse_header(reader.header, reader.header_line_number), defer_email=True)
     connection = await session.connection()
     async with _driver_connection(connection) as conn:
         if dry_run:
             await conn.execute("SAVEPOINT cm_import_dry_run")
         staged = await _stage(conn, reader, validator, progress)
+        await _check_emails(conn, org_id, staged)
         applied = await _apply(conn, org_id)
         if dry_run:
             await conn.execute("ROLLBACK TO SAVEPOINT cm_import_dry_run; RELEASE SAVEPOINT cm_import_dry_run")
@@ -160,6 +162,8 @@ async def _stage(
     conn: asyncpg.Connection, reader: CsvReader, validator: RowValidator, progress: Progress | None
 ) -> _Staged:
     """Validate rows in a worker thread while the previous batch is being copied into staging."""
+    # Sorts and hashes of 100k-row work tables in memory; small samples suffice for their statistics.
+    await conn.execute("SET LOCAL work_mem = '64MB'; SET LOCAL default_statistics_target = 10")
     await conn.execute(CREATE_STAGING)
     records = reader.records()
     staged = _Staged(rows=0, failed_rows=set(), errors=[])
@@ -199,6 +203,55 @@ async def _stage(
                 await pending
     await conn.execute("ANALYZE cm_import_row")
     return staged
+
+
+# E-mails the org does not store exactly as written: only these need the (costly) e-mail rule. An e-mail
+# stored as written was normalised by that rule when it was stored, and normalising is idempotent.
+UNKNOWN_EMAILS = """
+SELECT DISTINCT r.contact_email FROM cm_import_row r
+ WHERE r.contact_email IS NOT NULL
+   AND NOT EXISTS (SELECT 1 FROM customer_contact cc
+                    WHERE cc.org_id = $1 AND cc.email = r.contact_email::citext AND cc.email::text = r.contact_email)
+"""
+EMAIL_CHUNK = 10_000
+
+
+async def _check_emails(conn: asyncpg.Connection, org_id: OrgId, staged: _Staged) -> None:
+    """Apply the API's e-mail rule to the staged e-mails: normalise them, or fail their rows."""
+    rewrites: list[tuple[str, str]] = []
+    failures: dict[str, str] = {}
+
+    async def check(cells: list[str]) -> None:
+        for cell, normalized, error in await to_thread.run_sync(normalize_emails, cells):
+            if error is not None:
+                failures[cell] = error
+            elif normalized is not None and normalized != cell:
+                rewrites.append((cell, normalized))
+
+    chunk: list[str] = []
+    async for record in conn.cursor(UNKNOWN_EMAILS, org_id, prefetch=EMAIL_CHUNK):
+        chunk.append(record[0])
+        if len(chunk) == EMAIL_CHUNK:
+            await check(chunk)
+            chunk = []
+    await check(chunk)
+    if rewrites:
+        await conn.execute("CREATE TEMPORARY TABLE cm_import_email (cell text, email text) ON COMMIT DROP")
+        await conn.copy_records_to_table("cm_import_email", records=rewrites)
+        await conn.execute(
+            "UPDATE cm_import_row r SET contact_email = e.email FROM cm_import_email e WHERE r.contact_email = e.cell"
+        )
+    if failures:
+        failed = await conn.fetch(
+            "DELETE FROM cm_import_row WHERE contact_email = ANY($1::text[]) RETURNING row_no, contact_email",
+            list(failures),
+        )
+        for row in failed:
+            cell = row["contact_email"]
+            staged.errors.append(
+                {"row": row["row_no"], "field": "contact_email", "value": cell, "error": failures[cell]}
+            )
+            staged.failed_rows.add(row["row_no"])
 
 
 # --- 2./3. the set-based apply ----------------------------------------------------------------
@@ -267,11 +320,7 @@ SELECT first_row, erp_customer_number, name IS NULL, default_currency IS NULL, d
  WHERE NOT existed AND (name IS NULL OR default_currency IS NULL OR default_language IS NULL)
 """
 
-INDEX_GROUPS = """
-CREATE INDEX ON cm_import_customer (customer_id);
-CREATE INDEX ON cm_import_customer (erp_customer_number);
-ANALYZE cm_import_customer;
-"""
+INDEX_GROUPS = "CREATE INDEX ON cm_import_customer (customer_id)"
 
 INSERT_CUSTOMERS = f"""
 WITH inserted AS (
@@ -348,10 +397,7 @@ SELECT g.customer_id, g.existed, r.contact_email, r.contact_name, r.contact_is_p
  WHERE r.erp_customer_number IS NULL AND r.contact_email IS NOT NULL
 """
 
-INDEX_CONTACTS = """
-CREATE INDEX ON cm_import_contact (customer_id, email);
-ANALYZE cm_import_contact;
-"""
+INDEX_CONTACTS = "CREATE INDEX ON cm_import_contact (customer_id, email)"
 
 # Several contacts of one customer marked primary in the file: the last marked one wins.
 ONE_PRIMARY_PER_CUSTOMER = """
@@ -423,15 +469,12 @@ SELECT count(*) FILTER (WHERE change = 'created')::integer AS created,
 
 
 async def _apply(conn: asyncpg.Connection, org_id: OrgId) -> _Applied:
-    await conn.execute("SET LOCAL work_mem = '64MB'")
     # Under the lock, so a second import into this org sees everything the first one wrote.
     await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", IMPORT_LOCK_CLASS, str(org_id))
     await conn.execute(CREATE_GROUPS)
     await conn.execute(FILL_GROUPS, org_id)
     errors, failed_rows = await _drop_incomplete_new_customers(conn)
-    # Indexes and statistics on the work tables: whatever the planner believes about `customer` (its
-    # statistics may predate a large import), a join to them never degenerates into repeated scans.
-    await conn.execute(INDEX_GROUPS)
+    await conn.execute("ANALYZE cm_import_customer")
     new, matched = await conn.fetchrow(
         "SELECT count(*) FILTER (WHERE NOT existed), count(*) FILTER (WHERE existed) FROM cm_import_customer"
     )
@@ -439,9 +482,14 @@ async def _apply(conn: asyncpg.Connection, org_id: OrgId) -> _Applied:
         matched += await conn.fetchval(ADOPT_RACED, org_id)
     await conn.execute(CREATE_CONTACTS)
     if matched:
+        # Whatever the planner believes about `customer` (its statistics may predate a large import, or
+        # the org may be new to them), a join to an indexed work table never turns into repeated scans.
+        await conn.execute(INDEX_GROUPS)
         await conn.execute(UPDATE_CUSTOMERS, org_id)
     await conn.execute(FILL_CONTACTS)
-    await conn.execute(INDEX_CONTACTS)
+    if matched:
+        await conn.execute(INDEX_CONTACTS)
+    await conn.execute("ANALYZE cm_import_contact")
     multi_primary = {row["customer_id"] for row in await conn.fetch(ONE_PRIMARY_PER_CUSTOMER)}
     if matched:
         await conn.execute(UNMARK_REPLACED_PRIMARIES, org_id)
