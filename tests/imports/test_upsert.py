@@ -307,3 +307,27 @@ def test_erp_numbers_are_compared_exactly(client: httpx.Client, org: OrgContext)
     report = import_ok(client, org, csv_of([customer_row("ABC-1"), customer_row(" abc-1 ")]))
 
     assert (report["imported"], report["unchanged"]) == (1, 1)
+
+
+def test_contact_emails_are_normalised_before_they_are_matched(client: httpx.Client, org: OrgContext) -> None:
+    customer = create_customer(client, org, erp_customer_number="NM-1")
+    add_contact(client, org, customer["id"], email="einkauf@muster.de", name="Max", is_primary=True)
+
+    report = import_ok(
+        client,
+        org,
+        csv_of(
+            [
+                customer_row("NM-1", contact_email="  Einkauf@MUSTER.de ", contact_name="Max"),
+                customer_row("NM-1", contact_email="neu@Müller.DE"),
+                customer_row("NM-1", contact_email="einkauf@@muster.de"),
+            ]
+        ),
+    )
+
+    assert (report["unchanged"], report["updated"], report["contacts_created"], report["failed"]) == (0, 1, 1, 1)
+    assert [(e["row"], e["field"], e["value"]) for e in report["errors"]] == [
+        (4, "contact_email", "einkauf@@muster.de")
+    ]
+    emails = [contact["email"] for contact in customer_by_erp(client, org, "NM-1")["contacts"]]
+    assert emails == ["einkauf@muster.de", "neu@müller.de"]
