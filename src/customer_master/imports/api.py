@@ -49,12 +49,16 @@ def max_upload_bytes(request: Request) -> int:
     return int(megabytes) * MIB
 
 
-async def _limited(stream: AsyncIterator[bytes], limit: int, megabytes: int) -> AsyncGenerator[bytes, None]:
+class _BodyTooLarge(MultiPartException):
+    """Raised inside the multipart parser, so that it closes its temporary files before giving up."""
+
+
+async def _limited(stream: AsyncIterator[bytes], limit: int) -> AsyncGenerator[bytes, None]:
     received = 0
     async for chunk in stream:
         received += len(chunk)
         if received > limit:
-            raise _too_large(megabytes)
+            raise _BodyTooLarge("too large")
         yield chunk
 
 
@@ -73,10 +77,12 @@ async def receive_csv_upload(request: Request) -> UploadFile:
     if length.isdigit() and int(length) > limit + MULTIPART_OVERHEAD:
         raise _too_large(megabytes)
     parser = MultiPartParser(
-        request.headers, _limited(request.stream(), limit + MULTIPART_OVERHEAD, megabytes), max_files=1, max_fields=20
+        request.headers, _limited(request.stream(), limit + MULTIPART_OVERHEAD), max_files=1, max_fields=20
     )
     try:
         form = await parser.parse()
+    except _BodyTooLarge:
+        raise _too_large(megabytes) from None
     except MultiPartException as exc:
         raise ValidationFailed.one("file", f"unreadable multipart body: {exc.message}") from None
     upload = form.get("file")
