@@ -14,6 +14,7 @@
 
 import asyncio
 import contextlib
+import io
 import json
 import time
 import uuid
@@ -31,13 +32,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from customer_master.auth.tenancy import OrgId, Principal
 from customer_master.customers.schemas import ADDRESS_FIELDS
 from customer_master.errors import ServiceUnavailable
+from customer_master.imports.emails import PARALLEL_MIN_BYTES, EmailCheck, Problem, load_known_emails
 from customer_master.imports.reader import CsvReader, ensure_field_size_limit
 from customer_master.imports.rows import (
     MERGED_COLUMNS,
     METADATA_PREFIX,
     STAGING_COLUMNS,
     RowValidator,
-    normalize_emails,
     parse_header,
 )
 from customer_master.imports.schemas import ImportReport, ImportRunOut, ImportWarning, RowError
@@ -112,14 +113,15 @@ async def import_customers_csv(
     """
     started = time.monotonic()
     ensure_field_size_limit(max_line_length)
+    size = file.seek(0, io.SEEK_END)
+    file.seek(0)
     reader = await to_thread.run_sync(partial(CsvReader, file, max_line_length=max_line_length))
     validator = RowValidator(parse_header(reader.header, reader.header_line_number), defer_email=True)
     connection = await session.connection()
     async with _driver_connection(connection) as conn:
         if dry_run:
             await conn.execute("SAVEPOINT cm_import_dry_run")
-        staged = await _stage(conn, reader, validator, progress)
-        await _check_emails(conn, org_id, staged)
+        staged = await _stage(conn, org_id, reader, validator, parallel=size >= PARALLEL_MIN_BYTES, progress=progress)
         applied = await _apply(conn, org_id)
         if dry_run:
             await conn.execute("ROLLBACK TO SAVEPOINT cm_import_dry_run; RELEASE SAVEPOINT cm_import_dry_run")
@@ -159,16 +161,27 @@ CREATE_STAGING = (
 
 
 async def _stage(
-    conn: asyncpg.Connection, reader: CsvReader, validator: RowValidator, progress: Progress | None
+    conn: asyncpg.Connection,
+    org_id: OrgId,
+    reader: CsvReader,
+    validator: RowValidator,
+    *,
+    parallel: bool,
+    progress: Progress | None,
 ) -> _Staged:
-    """Validate rows in a worker thread while the previous batch is being copied into staging."""
+    """Read and check rows in a worker thread while the previous batch is being copied into staging.
+
+    Contact e-mails are checked apart (`emails.py`): only those the org does not store as written, in a
+    worker process for a large file. Rows whose e-mail fails leave staging before anything is applied.
+    """
     # Sorts and hashes of 100k-row work tables in memory; small samples suffice for their statistics.
     await conn.execute("SET LOCAL work_mem = '64MB'; SET LOCAL default_statistics_target = 10")
     await conn.execute(CREATE_STAGING)
+    emails = EmailCheck(await load_known_emails(conn, org_id), parallel=parallel)
     records = reader.records()
     staged = _Staged(rows=0, failed_rows=set(), errors=[])
 
-    def next_batch() -> tuple[int, list[tuple[Any, ...]], list[dict[str, Any]], int]:
+    def next_batch() -> tuple[int, list[tuple[Any, ...]], list[dict[str, Any]], list[str], int]:
         batch: list[tuple[Any, ...]] = []
         errors: list[dict[str, Any]] = []
         count = 0
@@ -181,15 +194,20 @@ async def _stage(
                 batch.append(record)
             if count == BATCH_ROWS:
                 break
-        return count, batch, errors, reader.bytes_read
+        cells = emails.select(record[_EMAIL_SLOT] for record in batch if record[_EMAIL_SLOT] is not None)
+        if not emails.parallel:
+            emails.check_here(cells)
+            cells = []
+        return count, batch, errors, cells, reader.bytes_read
 
     pending: asyncio.Future[Any] = asyncio.ensure_future(to_thread.run_sync(next_batch))
     try:
         while True:
-            count, batch, errors, position = await pending
+            count, batch, errors, cells, position = await pending
             if count == 0:
                 break
             pending = asyncio.ensure_future(to_thread.run_sync(next_batch))
+            await emails.hand_over(cells)
             staged.rows += count
             staged.errors.extend(errors)
             staged.failed_rows.update(error["row"] for error in errors)
@@ -197,44 +215,26 @@ async def _stage(
                 await conn.copy_records_to_table("cm_import_row", records=batch, columns=STAGING_COLUMNS)
             if progress is not None:
                 progress(staged.rows, position)
+    except BaseException:
+        emails.abandon()
+        raise
     finally:
         if not pending.done():
             with contextlib.suppress(Exception):
                 await pending
+    await emails.finish(conn, org_id)
+    await _apply_email_problems(conn, staged, emails.problems)
     await conn.execute("ANALYZE cm_import_row")
     return staged
 
 
-# E-mails the org does not store exactly as written: only these need the (costly) e-mail rule. An e-mail
-# stored as written was normalised by that rule when it was stored, and normalising is idempotent.
-UNKNOWN_EMAILS = """
-SELECT DISTINCT r.contact_email FROM cm_import_row r
- WHERE r.contact_email IS NOT NULL
-   AND NOT EXISTS (SELECT 1 FROM customer_contact cc
-                    WHERE cc.org_id = $1 AND cc.email = r.contact_email::citext AND cc.email::text = r.contact_email)
-"""
-EMAIL_CHUNK = 10_000
+_EMAIL_SLOT = STAGING_COLUMNS.index("contact_email")
 
 
-async def _check_emails(conn: asyncpg.Connection, org_id: OrgId, staged: _Staged) -> None:
-    """Apply the API's e-mail rule to the staged e-mails: normalise them, or fail their rows."""
-    rewrites: list[tuple[str, str]] = []
-    failures: dict[str, str] = {}
-
-    async def check(cells: list[str]) -> None:
-        for cell, normalized, error in await to_thread.run_sync(normalize_emails, cells):
-            if error is not None:
-                failures[cell] = error
-            elif normalized is not None and normalized != cell:
-                rewrites.append((cell, normalized))
-
-    chunk: list[str] = []
-    async for record in conn.cursor(UNKNOWN_EMAILS, org_id, prefetch=EMAIL_CHUNK):
-        chunk.append(record[0])
-        if len(chunk) == EMAIL_CHUNK:
-            await check(chunk)
-            chunk = []
-    await check(chunk)
+async def _apply_email_problems(conn: asyncpg.Connection, staged: _Staged, problems: dict[str, Problem]) -> None:
+    """Rewrite the e-mails the rule normalises; fail the rows whose e-mail the rule rejects."""
+    rewrites = [(cell, normalized) for cell, normalized, error in problems.values() if error is None and normalized]
+    failures = {cell: error for cell, _, error in problems.values() if error is not None}
     if rewrites:
         await conn.execute("CREATE TEMPORARY TABLE cm_import_email (cell text, email text) ON COMMIT DROP")
         await conn.copy_records_to_table("cm_import_email", records=rewrites)

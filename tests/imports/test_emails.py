@@ -1,0 +1,96 @@
+"""Contact e-mails are checked apart (`imports/emails.py`): only unknown ones, maybe in a worker process.
+
+However they are checked, the report is the one the rule gives row by row.
+"""
+
+from typing import Any
+
+import httpx
+import pytest
+
+from customer_master.imports import emails, service
+from tests.conftest import OrgContext, create_customer
+from tests.customers.helpers import add_contact
+from tests.imports.helpers import csv_of, customer_row, import_ok
+
+ROWS = [
+    customer_row("EM-1", contact_email="einkauf@muster.de"),  # stored exactly so: needs no check
+    customer_row("EM-1", contact_email=" Lager@Muster.DE "),  # rewritten to lager@muster.de
+    customer_row("EM-2", contact_email="kaputt@"),  # fails
+    customer_row("EM-3", contact_email="info@xn--mller-kva.de"),  # an IDN in ASCII form: rewritten
+    *(customer_row(f"EM-{n}", contact_email=f"kontakt{n}@firma{n}.de") for n in range(4, 60)),
+]
+
+
+@pytest.fixture
+def existing(client: httpx.Client, org: OrgContext) -> OrgContext:
+    customer = create_customer(client, org, erp_customer_number="EM-1")
+    add_contact(client, org, customer["id"], email="einkauf@muster.de", is_primary=True)
+    return org
+
+
+def expected(report: dict[str, Any]) -> None:
+    assert (report["rows"], report["failed"], report["imported"], report["updated"]) == (60, 1, 57, 1)
+    assert report["errors"] == [
+        {
+            "row": 4,
+            "field": "contact_email",
+            "value": "kaputt@",
+            "error": "Invalid e-mail address: kaputt@ (There must be something after the @-sign.)",
+        }
+    ]
+    assert report["contacts_created"] == 58
+
+
+def contact_emails(client: httpx.Client, org: OrgContext, erp: str) -> list[str]:
+    listing = client.get("/api/v1/customers", params={"erp_number": erp}, headers=org.headers()).json()["items"]
+    customer = client.get(f"/api/v1/customers/{listing[0]['id']}", headers=org.headers()).json()
+    return [contact["email"] for contact in customer["contacts"]]
+
+
+def test_checked_in_the_import_itself(client: httpx.Client, existing: OrgContext) -> None:
+    expected(import_ok(client, existing, csv_of(ROWS)))
+    assert contact_emails(client, existing, "EM-1") == ["einkauf@muster.de", "lager@muster.de"]
+    assert contact_emails(client, existing, "EM-3") == ["info@müller.de"]
+
+
+def test_checked_in_a_worker_process(
+    client: httpx.Client, existing: OrgContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service, "PARALLEL_MIN_BYTES", 0)
+    started: list[bool] = []
+    real_start = emails._Worker.start
+
+    async def start() -> emails._Worker:
+        started.append(True)
+        return await real_start()
+
+    monkeypatch.setattr(emails._Worker, "start", start)
+
+    expected(import_ok(client, existing, csv_of(ROWS)))
+
+    assert started == [True]
+    assert contact_emails(client, existing, "EM-1") == ["einkauf@muster.de", "lager@muster.de"]
+
+
+def test_a_failing_worker_falls_back_to_checking_here(
+    client: httpx.Client, existing: OrgContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service, "PARALLEL_MIN_BYTES", 0)
+
+    async def broken() -> emails._Worker:
+        raise OSError("no processes left")
+
+    monkeypatch.setattr(emails._Worker, "start", broken)
+
+    expected(import_ok(client, existing, csv_of(ROWS)))
+
+
+def test_a_hash_collision_falls_back_to_checking_every_unknown_email(
+    client: httpx.Client, existing: OrgContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As if every e-mail collided with a stored one: none is checked while reading, all are afterwards.
+    monkeypatch.setattr(emails.KnownEmails, "__contains__", lambda self, cell: True)
+
+    expected(import_ok(client, existing, csv_of(ROWS)))
+    assert contact_emails(client, existing, "EM-3") == ["info@müller.de"]
