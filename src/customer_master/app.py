@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from customer_master import openapi, ops
 from customer_master.auth.api import router as auth_router
+from customer_master.config import get_settings, resolve_jwt_secret
 from customer_master.customers.api import router as customers_router
 from customer_master.db.session import Database
 from customer_master.detection.api import router as detection_router
@@ -61,6 +62,14 @@ def create_app(database_url: str, jwt_secret: str, token_ttl_s: int = 3600, pool
     _install_error_handlers(app)
     openapi.install(app)
     return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """The app of one `customer-master serve --workers N` process: `DATABASE_URL` and `CM_JWT_SECRET`."""
+    settings = get_settings()
+    if not settings.database_url:
+        raise RuntimeError("Set DATABASE_URL: `serve --workers` hands every worker the database it resolved")
+    return create_app(settings.database_url, resolve_jwt_secret(settings), settings.token_ttl_s, settings.db_pool_size)
 
 
 def _request_id(request: Request) -> str:

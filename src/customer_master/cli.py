@@ -1,6 +1,7 @@
 """The `customer-master` command: serve, migrate, and org / user / token administration."""
 
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -78,6 +79,9 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
     demo: Annotated[bool, typer.Option("--demo", help="Create the demo org (once) and print its logins")] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Server processes, each with its own connection pool; about one per CPU core")
+    ] = 1,
 ) -> None:
     """Migrate the database, then serve the API (and web UI) until stopped."""
     import uvicorn
@@ -99,8 +103,21 @@ def serve(
         for email, role in DEMO_USERS:
             typer.echo(f"  {role.value:<11} {email}")
     sys.stdout.flush()
-    application = create_app(url, jwt_secret, settings.token_ttl_s, settings.db_pool_size)
-    uvicorn.run(application, host=host, port=port, log_level="info")
+    if workers == 1:
+        application = create_app(url, jwt_secret, settings.token_ttl_s, settings.db_pool_size)
+        uvicorn.run(application, host=host, port=port, log_level="info")
+        return
+    # Each worker process builds its app from the environment: hand it this database and secret.
+    os.environ.update({"DATABASE_URL": url, "CM_JWT_SECRET": jwt_secret})
+    uvicorn.run(
+        "customer_master.app:create_app_from_environment",
+        factory=True,
+        workers=workers,
+        timeout_worker_healthcheck=60,  # a worker imports the whole app first: seconds on a busy machine
+        host=host,
+        port=port,
+        log_level="info",
+    )
 
 
 @app.command()

@@ -16,7 +16,8 @@ from customer_master.errors import AuthRequired, Forbidden
 _bearer = HTTPBearer(auto_error=False, description="A login token (JWT) or an org API token")
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
+    # async: FastAPI runs a plain `def` dependency in a worker thread, a thread hop on every request.
     database: Database = request.app.state.db
     return database
 

@@ -2,6 +2,7 @@
 
 import hashlib
 import secrets
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,14 +38,32 @@ def issue_jwt(secret: str, user_id: uuid.UUID, org_id: uuid.UUID, ttl_s: int) ->
     return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM)
 
 
+# Tokens whose signature was verified, so that a client's every request does not verify it again
+# (PyJWT costs ~50 µs a token, a tenth of a get-one request). Keyed by secret and the exact token
+# string; a hit still checks the expiry. Whether the user may still act is looked up per request.
+_verified: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
+_VERIFIED_MAX = 10_000
+
+
 def decode_jwt(secret: str, token: str) -> dict[str, Any] | None:
     """The claims of a valid, unexpired token; None for anything else."""
+    hit = _verified.get((secret, token))
+    if hit is not None:
+        expires, claims = hit
+        if expires > time.time():
+            return claims
+        _verified.pop((secret, token), None)
+        return None
     try:
         claims = jwt.decode(token, secret, algorithms=[JWT_ALGORITHM], options={"require": ["sub", "exp"]})
         uuid.UUID(claims["sub"])
         uuid.UUID(claims["org"])
+        expires = int(claims["exp"])
     except (jwt.PyJWTError, KeyError, ValueError, TypeError):
         return None
+    if len(_verified) >= _VERIFIED_MAX:
+        _verified.clear()
+    _verified[(secret, token)] = (expires, claims)
     return claims
 
 

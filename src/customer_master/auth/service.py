@@ -14,7 +14,7 @@ from customer_master.auth import security
 from customer_master.auth.models import ApiToken, Org, Role, User, UserStatus
 from customer_master.auth.schemas import ApiTokenCreate, UserCreate, UserPatch
 from customer_master.auth.tenancy import OrgId, Principal
-from customer_master.db.session import Database
+from customer_master.db.session import Database, driver_connection
 from customer_master.errors import AuthRequired, Conflict, Forbidden, NotFound, RateLimited, ValidationFailed
 
 SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
@@ -187,6 +187,28 @@ async def login(db: Database, jwt_secret: str, ttl_s: int, org_slug: str, email:
     return security.issue_jwt(jwt_secret, user.id, user.org_id, ttl_s)
 
 
+# The caller of every request: one statement each, sent straight to the driver (see `driver_connection`).
+PRINCIPAL_FROM_USER = """
+SELECT u.email::text AS user_email, u.name AS user_name, u.role, u.status, o.slug, o.name AS org_name
+  FROM app_user u JOIN org o ON o.id = u.org_id
+ WHERE u.id = $1 AND o.id = $2
+"""
+# Looks the token up and records its use (at most once a minute, so a busy integration does not write
+# on every request) in one round trip.
+PRINCIPAL_FROM_API_TOKEN = """
+WITH token AS (
+  SELECT t.id, t.name, t.role, t.last_used_at, o.id AS org_id, o.slug, o.name AS org_name
+    FROM api_token t JOIN org o ON o.id = t.org_id
+   WHERE t.token_hash = $1
+), touched AS (
+  UPDATE api_token SET last_used_at = now()
+   WHERE id = (SELECT id FROM token)
+     AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
+)
+SELECT id, name, role, org_id, slug, org_name FROM token
+"""
+
+
 async def principal_from_bearer(session: AsyncSession, jwt_secret: str, token: str) -> Principal:
     """The caller behind a login token or an API token; 401 for an unknown one, 403 when disabled."""
     if token.startswith(security.API_TOKEN_PREFIX):
@@ -194,58 +216,36 @@ async def principal_from_bearer(session: AsyncSession, jwt_secret: str, token: s
     claims = security.decode_jwt(jwt_secret, token)
     if claims is None:
         raise AuthRequired("Invalid or expired token")
-    row = (
-        await session.execute(
-            select(User.id, User.email, User.name, User.role, User.status, Org.id, Org.slug, Org.name)
-            .join(Org, Org.id == User.org_id)
-            .where(User.id == uuid.UUID(claims["sub"]), Org.id == uuid.UUID(claims["org"]))
-        )
-    ).one_or_none()
+    user_id, org_id = uuid.UUID(claims["sub"]), uuid.UUID(claims["org"])
+    conn = await driver_connection(session)
+    row = await conn.fetchrow(PRINCIPAL_FROM_USER, user_id, org_id)
     if row is None:
         raise AuthRequired("Invalid or expired token")
-    user_id, user_email, user_name, role, status, org_id, org_slug, org_name = row
-    if status != UserStatus.ACTIVE:
+    if row["status"] != UserStatus.ACTIVE:
         raise Forbidden("This user is disabled")
     return Principal(
         org_id=OrgId(org_id),
-        org_slug=org_slug,
-        org_name=org_name,
-        role=Role(role),
+        org_slug=row["slug"],
+        org_name=row["org_name"],
+        role=Role(row["role"]),
         user_id=user_id,
-        user_email=user_email,
-        user_name=user_name,
+        user_email=row["user_email"],
+        user_name=row["user_name"],
     )
 
 
 async def _principal_from_api_token(session: AsyncSession, token: str) -> Principal:
-    row = (
-        await session.execute(
-            select(ApiToken.id, ApiToken.name, ApiToken.role, Org.id, Org.slug, Org.name)
-            .join(Org, Org.id == ApiToken.org_id)
-            .where(ApiToken.token_hash == security.hash_api_token(token))
-        )
-    ).one_or_none()
+    conn = await driver_connection(session)
+    row = await conn.fetchrow(PRINCIPAL_FROM_API_TOKEN, security.hash_api_token(token))
     if row is None:
         raise AuthRequired("Invalid or revoked API token")
-    token_id, token_name, role, org_id, org_slug, org_name = row
-    await _touch_api_token(session, token_id)
     return Principal(
-        org_id=OrgId(org_id),
-        org_slug=org_slug,
-        org_name=org_name,
-        role=Role(role),
-        token_id=token_id,
-        token_name=token_name,
-    )
-
-
-async def _touch_api_token(session: AsyncSession, token_id: uuid.UUID) -> None:
-    """Record use at most once a minute, so a busy integration does not write on every request."""
-    await session.execute(
-        update(ApiToken)
-        .where(ApiToken.id == token_id)
-        .where((ApiToken.last_used_at.is_(None)) | (ApiToken.last_used_at < func.now() - text("interval '1 minute'")))
-        .values(last_used_at=func.now())
+        org_id=OrgId(uuid.UUID(bytes=row["org_id"].bytes)),
+        org_slug=row["slug"],
+        org_name=row["org_name"],
+        role=Role(row["role"]),
+        token_id=uuid.UUID(bytes=row["id"].bytes),
+        token_name=row["name"],
     )
 
 

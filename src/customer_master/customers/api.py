@@ -47,11 +47,14 @@ async def list_customers(
     email: Annotated[SearchText, Query(max_length=320, description="A contact's e-mail")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
-) -> dict[str, Any]:
+) -> Response:
     items, next_cursor = await service.list_customers(
         session, principal.org_id, q=q, erp_number=erp_number, email=email, limit=limit, cursor=cursor
     )
-    return {"items": items, "next_cursor": next_cursor}
+    # Serialised once, by pydantic: letting FastAPI check the page against the response model again and
+    # encode it through json.dumps costs more than the query (a millisecond for 200 items). Same bytes.
+    page = Page[CustomerListItem](items=items, next_cursor=next_cursor)
+    return Response(page.model_dump_json(), media_type="application/json")
 
 
 @router.post("/customers", status_code=201, response_model=CustomerOut)

@@ -8,11 +8,12 @@ import uuid
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from customer_master import validation
 from customer_master.auth.tenancy import OrgId
 from customer_master.customers.models import Contact, Customer
 from customer_master.customers.schemas import (
@@ -26,6 +27,7 @@ from customer_master.customers.schemas import (
     CustomerPatch,
     address_json,
 )
+from customer_master.db.session import driver_connection
 from customer_master.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
 
 NOT_NULL_FIELDS = ("name", "default_currency", "default_language")
@@ -52,6 +54,75 @@ def _like_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+LIST_COLUMNS = """c.id, c.name, c.erp_customer_number, c.default_currency, c.default_language,
+       c.billing_address_json::text AS billing_address,
+       (SELECT count(*) FROM customer_contact cc
+         WHERE cc.org_id = c.org_id AND cc.customer_id = c.id) AS contact_count"""
+
+
+def list_query(
+    org_id: OrgId,
+    *,
+    q: str | None = None,
+    erp_number: str | None = None,
+    email: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[str, list[Any]]:
+    """The SQL of one list page and its parameters (`bench/api.py` times the same statement)."""
+    params: list[Any] = [org_id, limit + 1]
+    conditions = ["c.org_id = $1"]
+
+    def param(value: Any) -> str:
+        params.append(value)
+        return f"${len(params)}"
+
+    search = q.strip() if q else ""
+    if search:
+        # Each arm has its own index: the org's trigram GIN on the folded name, text_pattern_ops on the
+        # ERP number, so the planner can combine them (or walk the org in name order when many match).
+        # A term with a character no ERP number has (`ö`, a space) cannot start one: no ERP arm then.
+        q_like = param(_like_escape(search))
+        name_arm = f"c.name_fold LIKE '%' || cm_fold({q_like}) || '%' ESCAPE '\\'"
+        if validation.ERP_NUMBER_PATTERN.fullmatch(search):
+            erp_arm = f"lower(c.erp_customer_number) LIKE lower({q_like}) || '%' ESCAPE '\\'"
+            conditions.append(f"({name_arm} OR {erp_arm})")
+        else:
+            conditions.append(name_arm)
+    if erp_number is not None:
+        conditions.append(f"c.erp_customer_number = {param(erp_number.strip())}")
+    if email is not None:
+        conditions.append(
+            "EXISTS (SELECT 1 FROM customer_contact cc WHERE cc.org_id = c.org_id"
+            f" AND cc.customer_id = c.id AND cc.email = CAST({param(email.strip())} AS citext))"
+        )
+    if cursor:
+        after_name, after_id = decode_cursor(cursor)
+        conditions.append(f"(lower(c.name), c.id) > ({param(after_name)}, {param(after_id)})")
+    where = " AND ".join(conditions)
+    if not search:
+        sql = f"""
+        SELECT {LIST_COLUMNS}, lower(c.name) AS sort_name
+          FROM customer c
+         WHERE {where}
+         ORDER BY lower(c.name), c.id
+         LIMIT $2"""
+    else:
+        # Find the page's ids first: every column this needs is in the keyset index, so a walk in name
+        # order filters index entries without reading the table; then read just those rows.
+        sql = f"""
+        WITH page AS MATERIALIZED (
+          SELECT c.id, lower(c.name) AS sort_name
+            FROM customer c
+           WHERE {where}
+           ORDER BY lower(c.name), c.id
+           LIMIT $2)
+        SELECT {LIST_COLUMNS}, page.sort_name
+          FROM page JOIN customer c ON c.org_id = $1 AND c.id = page.id
+         ORDER BY page.sort_name, page.id"""
+    return sql, params
+
+
 async def list_customers(
     session: AsyncSession,
     org_id: OrgId,
@@ -63,50 +134,29 @@ async def list_customers(
     cursor: str | None = None,
 ) -> tuple[list[CustomerListItem], str | None]:
     """One page ordered by name (case-insensitive) then id; the cursor continues after its last row."""
-    conditions = ["c.org_id = :org_id"]
-    params: dict[str, Any] = {"org_id": org_id, "limit": limit + 1}
+    sql, params = list_query(org_id, q=q, erp_number=erp_number, email=email, limit=limit, cursor=cursor)
+    conn = await driver_connection(session)
     if q and q.strip():
-        # Each arm has its own index: trigram GIN on the folded name, text_pattern_ops on the ERP number.
-        conditions.append(
-            "(cm_fold(c.name) LIKE '%' || cm_fold(:q_like) || '%' ESCAPE '\\'"
-            " OR lower(c.erp_customer_number) LIKE lower(:q_like) || '%' ESCAPE '\\')"
-        )
-        params["q_like"] = _like_escape(q.strip())
-    if erp_number is not None:
-        conditions.append("c.erp_customer_number = :erp_number")
-        params["erp_number"] = erp_number.strip()
-    if email is not None:
-        conditions.append(
-            "EXISTS (SELECT 1 FROM customer_contact cc WHERE cc.org_id = c.org_id"
-            " AND cc.customer_id = c.id AND cc.email = CAST(:email AS citext))"
-        )
-        params["email"] = email.strip()
-    if cursor:
-        params["after_name"], params["after_id"] = decode_cursor(cursor)
-        conditions.append("(lower(c.name), c.id) > (:after_name, :after_id)")
-    sql = f"""
-        SELECT c.id, c.name, c.erp_customer_number, c.default_currency, c.default_language,
-               c.billing_address_json, lower(c.name) AS sort_name,
-               (SELECT count(*) FROM customer_contact cc
-                 WHERE cc.org_id = c.org_id AND cc.customer_id = c.id) AS contact_count
-          FROM customer c
-         WHERE {" AND ".join(conditions)}
-         ORDER BY lower(c.name), c.id
-         LIMIT :limit"""
-    rows = (await session.execute(text(sql), params)).all()
+        # Plan each search for its own term: a generic plan of the cached statement cannot use the ERP
+        # prefix index (LIKE needs the pattern at plan time) nor judge how many names match.
+        async with conn.transaction():
+            await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+            rows = await conn.fetch(sql, *params)
+    else:
+        rows = await conn.fetch(sql, *params)
     items = [
         CustomerListItem(
-            id=row.id,
-            name=row.name,
-            erp_customer_number=row.erp_customer_number,
-            default_currency=row.default_currency,
-            default_language=row.default_language,
-            billing_address=row.billing_address_json,
-            contact_count=row.contact_count,
+            id=row["id"],
+            name=row["name"],
+            erp_customer_number=row["erp_customer_number"],
+            default_currency=row["default_currency"],
+            default_language=row["default_language"],
+            billing_address=_json_or_none(row["billing_address"]),
+            contact_count=row["contact_count"],
         )
         for row in rows[:limit]
     ]
-    next_cursor = encode_cursor(rows[limit - 1].sort_name, rows[limit - 1].id) if len(rows) > limit else None
+    next_cursor = encode_cursor(rows[limit - 1]["sort_name"], rows[limit - 1]["id"]) if len(rows) > limit else None
     return items, next_cursor
 
 
@@ -160,9 +210,57 @@ class CustomerDocument:
         self.etag = '"' + hashlib.sha256(self.body).hexdigest()[:32] + '"'
 
 
+# A customer with its contacts (in `_contacts_of`'s order) in one round trip.
+GET_CUSTOMER = """
+SELECT c.id, c.org_id, c.name, c.erp_customer_number, c.default_currency, c.default_language,
+       c.billing_address_json::text AS billing_address, c.shipping_address_json::text AS shipping_address,
+       c.metadata_json::text AS metadata, c.created_at, c.updated_at,
+       (SELECT array_agg((cc.id, cc.email::text, cc.name, cc.is_primary, cc.created_at, cc.updated_at)
+                         ORDER BY cc.is_primary DESC, cc.email, cc.id)
+          FROM customer_contact cc
+         WHERE cc.org_id = c.org_id AND cc.customer_id = c.id) AS contacts
+  FROM customer c
+ WHERE c.org_id = $1 AND c.id = $2
+"""
+
+
 async def get_customer(session: AsyncSession, org_id: OrgId, customer_id: uuid.UUID) -> CustomerDocument:
-    customer = await _load_customer(session, org_id, customer_id, lock=False)
-    return CustomerDocument(_customer_out(customer, await _contacts_of(session, org_id, customer_id)))
+    conn = await driver_connection(session)
+    row = await conn.fetchrow(GET_CUSTOMER, org_id, customer_id)
+    if row is None:
+        raise NotFound("No such customer")
+    contacts = [
+        ContactOut(
+            id=contact_id,
+            customer_id=customer_id,
+            email=email,
+            name=name,
+            is_primary=is_primary,
+            created_at=created_at,
+            updated_at=updated_at,
+        )
+        for contact_id, email, name, is_primary, created_at, updated_at in row["contacts"] or ()
+    ]
+    return CustomerDocument(
+        CustomerOut(
+            id=row["id"],
+            org_id=row["org_id"],
+            name=row["name"],
+            erp_customer_number=row["erp_customer_number"],
+            default_currency=row["default_currency"],
+            default_language=row["default_language"],
+            billing_address=_json_or_none(row["billing_address"]),
+            shipping_address=_json_or_none(row["shipping_address"]),
+            metadata=_json_or_none(row["metadata"]) or {},
+            contacts=contacts,
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
+    )
+
+
+def _json_or_none(value: str | None) -> Any:
+    return json.loads(value) if value is not None else None
 
 
 def check_if_match(if_match: str | None, document: CustomerDocument) -> None:
