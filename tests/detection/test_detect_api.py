@@ -138,6 +138,14 @@ def test_name_from_the_texts_header_lines(client: httpx.Client, org: OrgContext)
     assert signals_of(candidate) == [("S5_NAME", 0.85, "Schraubenhandel Muster AG")]
 
 
+def test_the_best_line_is_the_signals_value(client: httpx.Client, org: OrgContext) -> None:
+    muster = add_customer(client, org, "Schraubenhandel Muster GmbH")
+    text = "Schraubenhandel Mustermann\nSCHRAUBENHANDEL MUSTER AG\nSchraubenhandel Muster GmbH\n"
+    (candidate,) = detect(client, org, document_text=text)["candidates"]
+    assert candidate["customer_id"] == muster
+    assert signals_of(candidate) == [("S5_NAME", 0.85, "SCHRAUBENHANDEL MUSTER AG")]  # the first of the best
+
+
 def test_only_the_first_ten_lines_are_compared(client: httpx.Client, org: OrgContext) -> None:
     add_customer(client, org, "Schraubenhandel Muster GmbH")
     text = "\n".join(f"Zeile {i}" for i in range(10)) + "\nSchraubenhandel Muster GmbH\n"

@@ -79,10 +79,14 @@ def _signal_query(evidence: Evidence) -> str:
         parts.append("SELECT customer_id, 'S4_CUSTOMER_NUMBER', value, NULL::real FROM s4")
         also_kept.append("customer_id IN (SELECT customer_id FROM s4)")
     if evidence.names:
-        # MATERIALIZED: each key is computed once, not again in every candidate row's recheck and ranking.
+        # MATERIALIZED: each key is computed once, not again in every candidate row's recheck and ranking;
+        # lines with the same key are searched once (the first of them is the signal's value).
         ctes.append("""compared AS MATERIALIZED (
-            SELECT t.ord, t.line, cm_company_key(t.line) AS key
-              FROM unnest(CAST(:names AS text[])) WITH ORDINALITY AS t(line, ord))""")
+            SELECT DISTINCT ON (k.key) k.ord, k.line, k.key
+              FROM (SELECT t.ord, t.line, cm_company_key(t.line) AS key
+                      FROM unnest(CAST(:names AS text[])) WITH ORDINALITY AS t(line, ord)) AS k
+             WHERE k.key <> ''
+             ORDER BY k.key, k.ord)""")
         ctes.append("""name_hits AS (
             SELECT DISTINCT ON (m.id) m.id AS customer_id, l.line AS value, m.sim, m.sort_name
               FROM compared l
@@ -92,7 +96,7 @@ def _signal_query(evidence: Evidence) -> str:
                     WHERE c.org_id = :org_id AND c.name_key % l.key
                     ORDER BY sim DESC, sort_name, c.id
                     LIMIT :s5_limit) AS m
-             WHERE l.key <> '' AND m.sim >= :min_sim
+             WHERE m.sim >= :min_sim
              ORDER BY m.id, m.sim DESC, l.ord)""")
         ctes.append("""s5 AS (
             SELECT customer_id, value, sim FROM name_hits ORDER BY sim DESC, sort_name, customer_id LIMIT :s5_limit)""")
