@@ -174,3 +174,14 @@ def test_metadata_columns_become_string_values(client: httpx.Client, org: OrgCon
 
     assert report["imported"] == 1
     assert customer_by_erp(client, org, "MD-1")["metadata"] == {"rabatt": " 10 "}
+
+
+def test_metadata_over_the_apis_size_limit_fails_the_row(client: httpx.Client, org: OrgContext) -> None:
+    big = "ü" * 70_000
+
+    report = import_ok(client, org, HEADER + f",metadata_notiz,metadata_klein\nA GmbH,MB-1,EUR,de,{big},x\n")
+
+    assert report["failed"] == 1
+    (error,) = report["errors"]
+    assert (error["row"], error["field"], error["value"]) == (2, "metadata_notiz", big)
+    assert error["error"] == "metadata is too large: must be at most 65536 bytes as JSON"

@@ -222,7 +222,7 @@ async def _stage(
         if not pending.done():
             with contextlib.suppress(Exception):
                 await pending
-    await emails.finish(conn, org_id)
+    await emails.finish(conn, org_id, staged.rows)
     await _apply_email_problems(conn, staged, emails.problems)
     await conn.execute("ANALYZE cm_import_row")
     return staged
@@ -299,19 +299,21 @@ _GROUP_COLUMNS = ", ".join(MERGED_COLUMNS)
 FILL_GROUPS = f"""
 INSERT INTO cm_import_customer
 WITH groups AS (
-  SELECT erp_customer_number, min(row_no) AS first_row, count(*)::integer AS row_count,
+  -- Grouped in byte order (COLLATE "C"): the same groups, sorted several times faster than by a locale.
+  SELECT erp_customer_number COLLATE "C" AS erp_customer_number, min(row_no) AS first_row,
+         count(*)::integer AS row_count,
          {", ".join(_last_non_empty(column) for column in MERGED_COLUMNS)},
          cm_jsonb_merge(metadata ORDER BY row_no) AS metadata,
          count(*) > 1 AND ({" OR ".join(_differs(column) for column in MERGED_COLUMNS)}
                            OR min(metadata::text COLLATE "C") <> max(metadata::text COLLATE "C")) AS maybe_disagrees
-    FROM cm_import_row WHERE erp_customer_number IS NOT NULL GROUP BY erp_customer_number
+    FROM cm_import_row WHERE erp_customer_number IS NOT NULL GROUP BY erp_customer_number COLLATE "C"
   UNION ALL
   SELECT NULL, row_no, 1, {_GROUP_COLUMNS}, metadata, false
     FROM cm_import_row WHERE erp_customer_number IS NULL
 )
 SELECT g.*, coalesce(c.id, gen_random_uuid()), c.id IS NOT NULL
   FROM groups g
-  LEFT JOIN customer c ON c.org_id = $1 AND c.erp_customer_number = g.erp_customer_number
+  LEFT JOIN customer c ON c.org_id = $1 AND c.erp_customer_number = g.erp_customer_number COLLATE "C"
 """
 
 MISSING_REQUIRED = """
@@ -358,13 +360,31 @@ _CUSTOMER_MERGE = {
     " ELSE coalesce(c.metadata_json, '{}'::jsonb) || g.metadata END",
 }
 # Expressions over the current row, so a concurrent change to another field is not overwritten.
+
+
+def _differs_from_stored() -> str:
+    """Whether merging would change the row: some non-empty cell differs from the stored value.
+
+    Field by field rather than comparing the merged objects: cheap (no JSON is built for the customers
+    that stay the same, the common case), and it reads exactly like the merge rule.
+    """
+    scalars = [f"g.{column} <> c.{column}" for column in ("name", "default_currency", "default_language")]
+    addresses = [
+        f"g.{prefix}_{key} IS NOT NULL AND g.{prefix}_{key} IS DISTINCT FROM c.{prefix}_address_json ->> '{key}'"
+        for prefix in ("billing", "shipping")
+        for key in ADDRESS_FIELDS
+    ]
+    # Metadata cells are strings: containment is equality of each given key's value.
+    metadata = ["g.metadata IS NOT NULL AND NOT coalesce(c.metadata_json @> g.metadata, false)"]
+    return "(" + "\n      OR ".join(f"({condition})" for condition in scalars + addresses + metadata) + ")"
+
+
 UPDATE_CUSTOMERS = f"""
 WITH changed AS (
   UPDATE customer c SET {", ".join(f"{column} = {merge}" for column, merge in _CUSTOMER_MERGE.items())}
     FROM cm_import_customer g
    WHERE g.existed AND c.org_id = $1 AND c.id = g.customer_id
-     AND ({", ".join(f"c.{column}" for column in _CUSTOMER_MERGE)})
-         IS DISTINCT FROM ({", ".join(_CUSTOMER_MERGE.values())})
+     AND {_differs_from_stored()}
   RETURNING c.id
 )
 INSERT INTO cm_import_touched (customer_id, change) SELECT id, 'customer' FROM changed
