@@ -322,8 +322,9 @@ def running_server(setup: Setup, workers: int, log_path: Path, workdir: Path) ->
 class CpuMeter:
     """CPU seconds used by a process and its children (the server's workers, PostgreSQL's backends)."""
 
-    def __init__(self, pid: int | None) -> None:
+    def __init__(self, pid: int | None, children: bool = True) -> None:
         self.pid = pid
+        self.children = children
 
     def seconds(self) -> float | None:
         if self.pid is None:
@@ -334,7 +335,7 @@ class CpuMeter:
             return None
         try:
             root = psutil.Process(self.pid)
-            processes = [root, *root.children(recursive=True)]
+            processes = [root, *(root.children(recursive=True) if self.children else [])]
         except psutil.Error:
             return None
         total = 0.0
@@ -349,6 +350,7 @@ class CpuMeter:
 class Meters:
     server: CpuMeter
     postgres: CpuMeter
+    client: CpuMeter = field(default_factory=lambda: CpuMeter(os.getpid(), children=False))
 
 
 # --- the HTTP load generator --------------------------------------------------------------------
@@ -400,6 +402,7 @@ class Stats:
     # CPU seconds used while measuring (None where it cannot be measured)
     server_cpu: float | None = None
     postgres_cpu: float | None = None
+    client_cpu: float | None = None  # this process: the load generator (or the raw-SQL client)
 
     def add(self, other: "Stats") -> None:
         self.latencies.extend(other.latencies)
@@ -407,6 +410,7 @@ class Stats:
         self.seconds += other.seconds
         self.server_cpu = _plus(self.server_cpu, other.server_cpu)
         self.postgres_cpu = _plus(self.postgres_cpu, other.postgres_cpu)
+        self.client_cpu = _plus(self.client_cpu, other.client_cpu)
 
     @property
     def count(self) -> int:
@@ -438,17 +442,19 @@ class CpuWindow:
 
     def __init__(self, meters: Meters) -> None:
         self.meters = meters
-        self.begin: tuple[float | None, float | None] = (None, None)
+        self.begin: list[float | None] = []
+
+    def _now(self) -> list[float | None]:
+        return [self.meters.server.seconds(), self.meters.postgres.seconds(), self.meters.client.seconds()]
 
     def start(self) -> None:
-        self.begin = (self.meters.server.seconds(), self.meters.postgres.seconds())
+        self.begin = self._now()
 
     def stop(self, stats: Stats) -> None:
-        server, postgres = self.meters.server.seconds(), self.meters.postgres.seconds()
-        if server is not None and self.begin[0] is not None:
-            stats.server_cpu = server - self.begin[0]
-        if postgres is not None and self.begin[1] is not None:
-            stats.postgres_cpu = postgres - self.begin[1]
+        used = [
+            b - a if a is not None and b is not None else None for a, b in zip(self.begin, self._now(), strict=True)
+        ]
+        stats.server_cpu, stats.postgres_cpu, stats.client_cpu = used
 
 
 async def timed_loop(connections: list[Any], op: Op, args: argparse.Namespace, meters: Meters) -> Stats:
@@ -832,6 +838,17 @@ async def benchmark(args: argparse.Namespace) -> None:
             f"search p95 {all_http.pct(95):.2f} ms (target < 15): {'met' if all_http.pct(95) < 15 else 'MISSED'}",
         ]
         print("targets: " + "; ".join(verdicts))
+        parts = [get_one.cpu_us(get_one.server_cpu), get_one.cpu_us(get_one.postgres_cpu)]
+        parts.append(get_one.cpu_us(get_one.client_cpu))
+        if all(part is not None for part in parts):
+            server_us, postgres_us, client_us = (part or 0.0 for part in parts)
+            total = server_us + postgres_us + client_us
+            print(
+                f"get-one CPU per request: server {server_us:,.0f} µs + PostgreSQL {postgres_us:,.0f} µs"
+                f" + load generator {client_us:,.0f} µs = {total:,.0f} µs: {os.cpu_count()} CPUs doing nothing"
+                f" else would serve at most {(os.cpu_count() or 1) * 1e6 / total:,.0f} req/s"
+                f" ({(os.cpu_count() or 1) * 1e6 / (server_us + postgres_us):,.0f} without the load generator)"
+            )
     finally:
         if args.keep:
             print(f"kept database {setup.database_url}")
