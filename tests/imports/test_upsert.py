@@ -331,3 +331,14 @@ def test_contact_emails_are_normalised_before_they_are_matched(client: httpx.Cli
     ]
     emails = [contact["email"] for contact in customer_by_erp(client, org, "NM-1")["contacts"]]
     assert emails == ["einkauf@muster.de", "neu@müller.de"]
+
+
+def test_a_non_string_metadata_value_given_as_text_becomes_that_text(client: httpx.Client, org: OrgContext) -> None:
+    create_customer(client, org, erp_customer_number="NS-1", metadata={"score": 7, "flag": True, "keep": [1]})
+
+    same_text = import_ok(client, org, csv_of([customer_row("NS-1", metadata_score="7")]))
+
+    assert (same_text["updated"], same_text["unchanged"]) == (1, 0)
+    assert customer_by_erp(client, org, "NS-1")["metadata"] == {"score": "7", "flag": True, "keep": [1]}
+    again = import_ok(client, org, csv_of([customer_row("NS-1", metadata_score="7")]))
+    assert (again["updated"], again["unchanged"]) == (0, 1)
