@@ -251,30 +251,88 @@ ON CONFLICT (customer_id, email) DO UPDATE SET name = EXCLUDED.name, is_primary 
 """
 
 
-async def floor_import(url: str, org_id: OrgId, path: Path) -> float:
+async def floor_import(conn: asyncpg.Connection, org_id: OrgId, path: Path) -> float:
+    """The floor on an open connection (kept open, so that its backend's CPU time can be read)."""
+    started = time.perf_counter()
+    async with conn.transaction():
+        for statement in FLOOR_SQL:
+            await conn.execute(statement)
+        await conn.copy_to_table(
+            "floor_row",
+            source=path,
+            columns=FLOOR_COLUMNS,
+            format="csv",
+            header=True,
+            delimiter=";",
+            encoding="WIN1252",
+        )
+        await conn.execute("ANALYZE floor_row")
+        await conn.execute(FLOOR_UPSERT_CUSTOMERS, org_id)
+        await conn.execute(FLOOR_CONTACTS, org_id)
+        await conn.execute(FLOOR_UNMARK, org_id)
+        await conn.execute(FLOOR_UPSERT_CONTACTS, org_id)
+    return time.perf_counter() - started
+
+
+# --- CPU accounting -----------------------------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()  # the fields after "pid (comm) "
+
+
+def server_cpu_s(postmaster_pid: int) -> float:
+    """CPU seconds of the PostgreSQL server: the postmaster and every process it started (backends,
+    parallel workers, WAL writer, checkpointer, autovacuum). The bench's server has no other clients."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields and (int(entry.name) == postmaster_pid or int(fields[1]) == postmaster_pid):
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLOCK_TICKS
+
+
+def client_cpu_s() -> float:
+    """CPU seconds of this process (all threads) and of its finished children (the e-mail worker)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+async def postmaster_pid(url: str) -> int:
     conn = await asyncpg.connect(url)
     try:
-        started = time.perf_counter()
-        async with conn.transaction():
-            for statement in FLOOR_SQL:
-                await conn.execute(statement)
-            await conn.copy_to_table(
-                "floor_row",
-                source=path,
-                columns=FLOOR_COLUMNS,
-                format="csv",
-                header=True,
-                delimiter=";",
-                encoding="WIN1252",
-            )
-            await conn.execute("ANALYZE floor_row")
-            await conn.execute(FLOOR_UPSERT_CUSTOMERS, org_id)
-            await conn.execute(FLOOR_CONTACTS, org_id)
-            await conn.execute(FLOOR_UNMARK, org_id)
-            await conn.execute(FLOOR_UPSERT_CONTACTS, org_id)
-        return time.perf_counter() - started
+        data_directory = await conn.fetchval("SHOW data_directory")
     finally:
         await conn.close()
+    return int((Path(data_directory) / "postmaster.pid").read_text().split()[0])
+
+
+@dataclass
+class Cost:
+    wall_s: float
+    client_cpu_s: float
+    server_cpu_s: float
+
+    @property
+    def cpu_s(self) -> float:
+        return self.client_cpu_s + self.server_cpu_s
+
+
+@contextlib.contextmanager
+def measured(postmaster: int) -> Iterator[list[Cost]]:
+    """Wall time and CPU (ours and the server's) of the block, appended to the yielded list."""
+    result: list[Cost] = []
+    wall, client, server = time.perf_counter(), client_cpu_s(), server_cpu_s(postmaster)
+    yield result
+    result.append(Cost(time.perf_counter() - wall, client_cpu_s() - client, server_cpu_s(postmaster) - server))
 
 
 # --- ours ---------------------------------------------------------------------------------------
@@ -306,16 +364,18 @@ async def create_org(database: Database, slug: str) -> OrgId:
 class Result:
     label: str
     rows: int
-    ours_s: float
-    floor_s: float
+    ours: Cost
+    floor: Cost
     counts: dict[str, int]
 
     def line(self) -> str:
-        ours, floor = self.rows / self.ours_s, self.rows / self.floor_s
+        ours, floor = self.rows / self.ours.wall_s, self.rows / self.floor.wall_s
         return (
-            f"{self.label:<22} {self.rows:>8,} rows  ours {self.ours_s:6.2f} s {ours:>8,.0f} rows/s   "
-            f"floor {self.floor_s:6.2f} s {floor:>8,.0f} rows/s   ours = {100 * ours / floor:5.1f} % of floor   "
-            f"{self.counts}"
+            f"{self.label:<22} {self.rows:>7,} rows | wall: ours {self.ours.wall_s:6.2f} s {ours:>6,.0f} rows/s,"
+            f" floor {self.floor.wall_s:6.2f} s {floor:>6,.0f} rows/s, ours = {100 * ours / floor:5.1f} % of floor"
+            f" | CPU: ours {self.ours.cpu_s:6.2f} s (Python {self.ours.client_cpu_s:5.2f} + PostgreSQL"
+            f" {self.ours.server_cpu_s:5.2f}), floor {self.floor.cpu_s:6.2f} s, ours ="
+            f" {100 * self.floor.cpu_s / self.ours.cpu_s:5.1f} % of floor | {self.counts}"
         )
 
 
@@ -328,16 +388,23 @@ async def run_size(url: str, rows: int, work: Path) -> list[Result]:
         ours_org = await create_org(database, f"ours-{rows}-{secrets.token_hex(3)}")
         floor_org = await create_org(database, f"floor-{rows}-{secrets.token_hex(3)}")
         results = []
+        postmaster = await postmaster_pid(url)
+        floor_conn = await asyncpg.connect(url)
         for label, path in (
             ("first (inserts)", first),
             ("same again (unchanged)", first),
             ("changed (updates)", changed),
         ):
-            ours_s, counts = await our_import(database, ours_org, path)
-            floor_s = await floor_import(url, floor_org, path)
-            result = Result(label, rows, ours_s, floor_s, counts)
+            with measured(postmaster) as ours:
+                _, counts = await our_import(database, ours_org, path)
+            await asyncio.sleep(1)  # let the server's background writers settle between the two
+            with measured(postmaster) as floor:
+                await floor_import(floor_conn, floor_org, path)
+            await asyncio.sleep(1)
+            result = Result(label, rows, ours[0], floor[0], counts)
             print(result.line(), flush=True)
             results.append(result)
+        await floor_conn.close()
         return results
     finally:
         await database.dispose()
