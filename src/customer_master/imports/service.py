@@ -1,7 +1,9 @@
 """The CSV import of API.md §6, in one transaction, set-based.
 
 1. Stream the file (`reader.py`), validate each row with the API's rules (`rows.py`) in a worker thread,
-   and `COPY` the valid rows in batches into a temporary staging table.
+   and `COPY` the valid rows in batches into a temporary staging table. Contact e-mails are checked
+   apart (`emails.py`): only those the org does not store as written, in a worker process for a large
+   file; rows whose e-mail fails leave staging before anything is applied.
 2. Take the org's import lock (`pg_advisory_xact_lock`): imports into one org run one at a time, the
    second waiting for the first; imports into different orgs run side by side.
 3. Group the rows by ERP number (the last non-empty cell wins per field), then a handful of set-based
