@@ -1,4 +1,4 @@
-"""Contact e-mails are checked apart (`imports/emails.py`): only unknown ones, maybe in a worker process.
+"""Contact e-mails are checked apart (`imports/emails.py`): only those the org does not store as written.
 
 However they are checked, the report is the one the rule gives row by row.
 """
@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from customer_master.imports import emails, service
+from customer_master.imports import emails
 from tests.conftest import OrgContext, create_customer
 from tests.customers.helpers import add_contact
 from tests.imports.helpers import csv_of, customer_row, import_ok
@@ -52,38 +52,6 @@ def test_checked_in_the_import_itself(client: httpx.Client, existing: OrgContext
     expected(import_ok(client, existing, csv_of(ROWS)))
     assert contact_emails(client, existing, "EM-1") == ["einkauf@muster.de", "lager@muster.de"]
     assert contact_emails(client, existing, "EM-3") == ["info@müller.de"]
-
-
-def test_checked_in_a_worker_process(
-    client: httpx.Client, existing: OrgContext, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(service, "PARALLEL_MIN_BYTES", 0)
-    started: list[bool] = []
-    real_start = emails._Worker.start
-
-    async def start() -> emails._Worker:
-        started.append(True)
-        return await real_start()
-
-    monkeypatch.setattr(emails._Worker, "start", start)
-
-    expected(import_ok(client, existing, csv_of(ROWS)))
-
-    assert started == [True]
-    assert contact_emails(client, existing, "EM-1") == ["einkauf@muster.de", "lager@muster.de"]
-
-
-def test_a_failing_worker_falls_back_to_checking_here(
-    client: httpx.Client, existing: OrgContext, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(service, "PARALLEL_MIN_BYTES", 0)
-
-    async def broken() -> emails._Worker:
-        raise OSError("no processes left")
-
-    monkeypatch.setattr(emails._Worker, "start", broken)
-
-    expected(import_ok(client, existing, csv_of(ROWS)))
 
 
 def test_a_hash_collision_falls_back_to_checking_every_unknown_email(

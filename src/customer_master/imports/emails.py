@@ -1,27 +1,24 @@
-"""Checking the contact e-mails of an import in bulk: only those that need it, on another core when it pays.
+"""Checking the contact e-mails of an import: only those the org does not already store as written.
 
 The e-mail rule (`validation.normalize_email`, via `rows.normalize_emails`) is the costliest check of a
-row, about as costly as all the others together. Two things keep it off the import's critical path:
+row, about twice all the others together. An e-mail the org already stores exactly as written passed the
+rule when it was stored, and the rule is idempotent, so it needs no check — which makes a nightly
+re-import of the same contacts much cheaper.
 
-- An e-mail the org already stores exactly as written passed the rule when it was stored, and the rule
-  is idempotent, so it needs no check. Before staging, the org's stored e-mails are loaded as a sorted
-  array of 64-bit hashes (8 bytes each, so a million contacts cost 8 MB); a cell whose hash is not in it
-  is certainly not stored and is checked. A cell whose hash is there is, all but certainly, stored: after
-  staging one query counts the rows whose e-mail is not stored exactly, and if that differs from the
-  rows checked (a hash collision), every such e-mail is checked, exactly as without the hashes.
-- For a large file, the cells are checked in a worker process while the import goes on reading, checking
-  the other columns and copying rows into staging.
+Before staging, the org's stored e-mails are loaded as a sorted array of 64-bit hashes (8 bytes each, so
+a million contacts cost 8 MB); a cell whose hash is not in it is certainly not stored and is checked. A
+cell whose hash is there is, all but certainly, stored: after staging one query counts the rows whose
+e-mail is not stored exactly, and if that differs from the rows checked (a hash collision), every such
+e-mail is checked, exactly as without the hashes.
 
-Only the problems come back: the cells that fail, and those the rule rewrites (case, spaces, an IDN).
+Only the problems are kept: the cells that fail, and those the rule rewrites (case, spaces, an IDN).
+(Checking in a worker process while reading was measured too: on 2 shared cores it was slower.)
 """
 
 import array
 import asyncio
 import bisect
-import contextlib
 import hashlib
-import json
-import os
 import sys
 from collections.abc import Iterable
 
@@ -30,8 +27,6 @@ import asyncpg
 from customer_master.auth.tenancy import OrgId
 from customer_master.imports.rows import normalize_emails
 
-# A file at least this large has its e-mails checked in a worker process (when there is a second core).
-PARALLEL_MIN_BYTES = 4 * 1024 * 1024
 EMAIL_CHUNK = 10_000
 
 # The first 8 bytes of the MD5 of the e-mail as stored, as a signed big-endian integer (same in Python).
@@ -90,128 +85,37 @@ async def load_known_emails(conn: asyncpg.Connection, org_id: OrgId) -> KnownEma
     return KnownEmails(hashes)
 
 
-class _Worker:
-    """A child process (`python -m customer_master.imports.email_worker`) checking e-mails for one import.
-
-    A plain subprocess rather than `multiprocessing`: nothing of the parent (its `__main__`, its
-    threads) is re-run or inherited. Batches go in as length-prefixed JSON on stdin, problems come back
-    the same way on stdout; a full pipe makes the sender wait, so memory stays flat.
-    """
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.problems: list[Problem] = []
-        self.reader = asyncio.ensure_future(self._read())
-
-    @classmethod
-    async def start(cls) -> "_Worker":
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "customer_master.imports.email_worker",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        return cls(process)
-
-    async def send(self, cells: list[str]) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(frame(json.dumps(cells).encode()))
-        await self.process.stdin.drain()
-
-    async def close(self) -> list[Problem]:
-        """Everything sent checked: the problems found (raises when the worker failed)."""
-        assert self.process.stdin is not None
-        self.process.stdin.write(frame(b""))
-        await self.process.stdin.drain()
-        self.process.stdin.close()
-        await self.reader
-        if await self.process.wait() != 0:
-            raise RuntimeError(f"the e-mail worker exited with {self.process.returncode}")
-        return self.problems
-
-    def kill(self) -> None:
-        self.reader.cancel()
-        if self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
-
-    async def _read(self) -> None:
-        assert self.process.stdout is not None
-        while True:
-            size = int.from_bytes(await self.process.stdout.readexactly(4), "big")
-            if size == 0:
-                return
-            self.problems.extend(tuple(problem) for problem in json.loads(await self.process.stdout.readexactly(size)))
-
-
-def frame(payload: bytes) -> bytes:
-    return len(payload).to_bytes(4, "big") + payload
-
-
 class EmailCheck:
     """Collects the e-mails of staged rows that need the rule, checks them, and keeps the problems."""
 
-    def __init__(self, known: KnownEmails, *, parallel: bool) -> None:
+    def __init__(self, known: KnownEmails) -> None:
         self.known = known
-        self.parallel = parallel and (os.cpu_count() or 1) > 1
         self.rows_checked = 0
         self.problems: dict[str, Problem] = {}
-        self._worker: _Worker | None = None
-        self._failed = False
 
-    def select(self, cells: Iterable[str]) -> list[str]:
-        """In the reading thread: the distinct cells of a batch that need checking (counting their rows)."""
+    def check(self, cells: Iterable[str]) -> None:
+        """In the reading thread, per batch: check the cells that are not stored as written."""
         chosen: dict[str, None] = {}
         for cell in cells:
             if not self.known or cell not in self.known:
                 self.rows_checked += 1
                 chosen[cell] = None
-        return list(chosen)
-
-    def check_here(self, cells: list[str]) -> None:
-        """In the reading thread, for a small file: check at once."""
-        self._keep(email_problems(cells))
-
-    async def hand_over(self, cells: list[str]) -> None:
-        """For a large file: give the cells to the worker process (started with the first batch)."""
-        if not cells or self._failed:
-            return
-        try:
-            if self._worker is None:
-                self._worker = await _Worker.start()
-            await self._worker.send(cells)
-        except (OSError, RuntimeError):
-            self._give_up()
+        self._keep(email_problems(list(chosen)))
 
     async def finish(self, conn: asyncpg.Connection, org_id: OrgId, staged_rows: int) -> None:
-        """Wait for the worker, then make sure every e-mail not stored as written was checked."""
-        if self._worker is not None and not self._failed:
-            try:
-                self._keep(await self._worker.close())
-            except (OSError, RuntimeError, ValueError, asyncio.IncompleteReadError):
-                self._give_up()
+        """Make sure every e-mail not stored as written was checked (see the module's docstring)."""
         not_stored = _BY_HASH if staged_rows >= HASH_FROM_ROWS else _BY_INDEX
-        if self._failed or await conn.fetchval("SELECT count(*)" + not_stored, org_id) != self.rows_checked:
-            # A hash collision (or a failed worker): check every e-mail not stored as written, here.
-            self.problems.clear()
-            chunk: list[str] = []
-            unknown = "SELECT DISTINCT r.contact_email" + not_stored
-            async for record in conn.cursor(unknown, org_id, prefetch=EMAIL_CHUNK):
-                chunk.append(record[0])
-                if len(chunk) == EMAIL_CHUNK:
-                    self._keep(await asyncio.to_thread(email_problems, chunk))
-                    chunk = []
-            self._keep(await asyncio.to_thread(email_problems, chunk))
-
-    def abandon(self) -> None:
-        """The import failed: stop the worker, if any."""
-        if self._worker is not None:
-            self._worker.kill()
-
-    def _give_up(self) -> None:
-        self._failed = True
-        self.abandon()
+        if await conn.fetchval("SELECT count(*)" + not_stored, org_id) == self.rows_checked:
+            return
+        # A hash collision let an e-mail pass as stored: check every e-mail not stored as written.
+        self.problems.clear()
+        chunk: list[str] = []
+        async for record in conn.cursor("SELECT DISTINCT r.contact_email" + not_stored, org_id, prefetch=EMAIL_CHUNK):
+            chunk.append(record[0])
+            if len(chunk) == EMAIL_CHUNK:
+                self._keep(await asyncio.to_thread(email_problems, chunk))
+                chunk = []
+        self._keep(await asyncio.to_thread(email_problems, chunk))
 
     def _keep(self, problems: list[Problem]) -> None:
         for problem in problems:

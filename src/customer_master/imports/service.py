@@ -2,8 +2,8 @@
 
 1. Stream the file (`reader.py`), validate each row with the API's rules (`rows.py`) in a worker thread,
    and `COPY` the valid rows in batches into a temporary staging table. Contact e-mails are checked
-   apart (`emails.py`): only those the org does not store as written, in a worker process for a large
-   file; rows whose e-mail fails leave staging before anything is applied.
+   only when the org does not store them as written (`emails.py`); rows whose e-mail fails leave
+   staging before anything is applied.
 2. Take the org's import lock (`pg_advisory_xact_lock`): imports into one org run one at a time, the
    second waiting for the first; imports into different orgs run side by side.
 3. Group the rows by ERP number (the last non-empty cell wins per field), then a handful of set-based
@@ -16,7 +16,6 @@
 
 import asyncio
 import contextlib
-import io
 import json
 import time
 import uuid
@@ -34,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from customer_master.auth.tenancy import OrgId, Principal
 from customer_master.customers.schemas import ADDRESS_FIELDS
 from customer_master.errors import ServiceUnavailable
-from customer_master.imports.emails import PARALLEL_MIN_BYTES, EmailCheck, Problem, load_known_emails
+from customer_master.imports.emails import EmailCheck, Problem, load_known_emails
 from customer_master.imports.reader import CsvReader, ensure_field_size_limit
 from customer_master.imports.rows import (
     MERGED_COLUMNS,
@@ -115,15 +114,13 @@ async def import_customers_csv(
     """
     started = time.monotonic()
     ensure_field_size_limit(max_line_length)
-    size = file.seek(0, io.SEEK_END)
-    file.seek(0)
     reader = await to_thread.run_sync(partial(CsvReader, file, max_line_length=max_line_length))
     validator = RowValidator(parse_header(reader.header, reader.header_line_number), defer_email=True)
     connection = await session.connection()
     async with _driver_connection(connection) as conn:
         if dry_run:
             await conn.execute("SAVEPOINT cm_import_dry_run")
-        staged = await _stage(conn, org_id, reader, validator, parallel=size >= PARALLEL_MIN_BYTES, progress=progress)
+        staged = await _stage(conn, org_id, reader, validator, progress)
         applied = await _apply(conn, org_id)
         if dry_run:
             await conn.execute("ROLLBACK TO SAVEPOINT cm_import_dry_run; RELEASE SAVEPOINT cm_import_dry_run")
@@ -167,23 +164,21 @@ async def _stage(
     org_id: OrgId,
     reader: CsvReader,
     validator: RowValidator,
-    *,
-    parallel: bool,
     progress: Progress | None,
 ) -> _Staged:
     """Read and check rows in a worker thread while the previous batch is being copied into staging.
 
-    Contact e-mails are checked apart (`emails.py`): only those the org does not store as written, in a
-    worker process for a large file. Rows whose e-mail fails leave staging before anything is applied.
+    Contact e-mails are checked apart (`emails.py`): only those the org does not store as written. Rows
+    whose e-mail fails leave staging before anything is applied.
     """
     # Sorts and hashes of 100k-row work tables in memory; small samples suffice for their statistics.
     await conn.execute("SET LOCAL work_mem = '64MB'; SET LOCAL default_statistics_target = 10")
     await conn.execute(CREATE_STAGING)
-    emails = EmailCheck(await load_known_emails(conn, org_id), parallel=parallel)
+    emails = EmailCheck(await load_known_emails(conn, org_id))
     records = reader.records()
     staged = _Staged(rows=0, failed_rows=set(), errors=[])
 
-    def next_batch() -> tuple[int, list[tuple[Any, ...]], list[dict[str, Any]], list[str], int]:
+    def next_batch() -> tuple[int, list[tuple[Any, ...]], list[dict[str, Any]], int]:
         batch: list[tuple[Any, ...]] = []
         errors: list[dict[str, Any]] = []
         count = 0
@@ -196,20 +191,16 @@ async def _stage(
                 batch.append(record)
             if count == BATCH_ROWS:
                 break
-        cells = emails.select(record[_EMAIL_SLOT] for record in batch if record[_EMAIL_SLOT] is not None)
-        if not emails.parallel:
-            emails.check_here(cells)
-            cells = []
-        return count, batch, errors, cells, reader.bytes_read
+        emails.check(record[_EMAIL_SLOT] for record in batch if record[_EMAIL_SLOT] is not None)
+        return count, batch, errors, reader.bytes_read
 
     pending: asyncio.Future[Any] = asyncio.ensure_future(to_thread.run_sync(next_batch))
     try:
         while True:
-            count, batch, errors, cells, position = await pending
+            count, batch, errors, position = await pending
             if count == 0:
                 break
             pending = asyncio.ensure_future(to_thread.run_sync(next_batch))
-            await emails.hand_over(cells)
             staged.rows += count
             staged.errors.extend(errors)
             staged.failed_rows.update(error["row"] for error in errors)
@@ -217,9 +208,6 @@ async def _stage(
                 await conn.copy_records_to_table("cm_import_row", records=batch, columns=STAGING_COLUMNS)
             if progress is not None:
                 progress(staged.rows, position)
-    except BaseException:
-        emails.abandon()
-        raise
     finally:
         if not pending.done():
             with contextlib.suppress(Exception):
