@@ -19,11 +19,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from customer_master import validation
 from customer_master.auth.tenancy import OrgId
+from customer_master.db.session import driver_connection
 from customer_master.detection import scoring, signals
 from customer_master.detection.schemas import (
     CandidateOut,
@@ -66,106 +66,130 @@ def gather_evidence(request: DetectRequest, settings: CustomerDetectionSettings)
     return Evidence(sender=sender, domain=domain, numbers=numbers, names=names)
 
 
-def _signal_query(evidence: Evidence) -> str:
+class _Params:
+    """Positional parameters for asyncpg, named once each: `p("org_id", value)` is `$1` wherever it is used."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.values: list[Any] = []
+
+    def __call__(self, name: str, value: Any) -> str:
+        if name not in self.names:
+            self.names.append(name)
+            self.values.append(value)
+        return f"${self.names.index(name) + 1}"
+
+
+def signal_query(org_id: OrgId, evidence: Evidence) -> tuple[str, list[Any]]:
     """One statement for the signals this request can have: rows of (customer, signal, value, similarity)."""
+    p = _Params()
+    org = p("org_id", org_id)
     ctes: list[str] = []
     parts: list[str] = []
     also_kept: list[str] = []
     if evidence.numbers:
-        ctes.append("""s4 AS (
+        ctes.append(f"""s4 AS (
             SELECT c.id AS customer_id, c.erp_customer_number AS value
               FROM customer c
-             WHERE c.org_id = :org_id AND c.erp_customer_number = ANY (CAST(:numbers AS text[])))""")
+             WHERE c.org_id = {org} AND c.erp_customer_number = ANY ({p("numbers", evidence.numbers)}::text[]))""")
         parts.append("SELECT customer_id, 'S4_CUSTOMER_NUMBER', value, NULL::real FROM s4")
         also_kept.append("customer_id IN (SELECT customer_id FROM s4)")
     if evidence.names:
+        limit = p("s5_limit", signals.S5_MAX_CUSTOMERS)
         # MATERIALIZED: each key is computed once, not again in every candidate row's recheck and ranking;
         # lines with the same key are searched once (the first of them is the signal's value).
-        ctes.append("""compared AS MATERIALIZED (
+        ctes.append(f"""compared AS MATERIALIZED (
             SELECT DISTINCT ON (k.key) k.ord, k.line, k.key
               FROM (SELECT t.ord, t.line, cm_company_key(t.line) AS key
-                      FROM unnest(CAST(:names AS text[])) WITH ORDINALITY AS t(line, ord)) AS k
+                      FROM unnest({p("names", evidence.names)}::text[]) WITH ORDINALITY AS t(line, ord)) AS k
              WHERE k.key <> ''
              ORDER BY k.key, k.ord)""")
-        ctes.append("""name_hits AS (
+        ctes.append(f"""name_hits AS (
             SELECT DISTINCT ON (m.id) m.id AS customer_id, l.line AS value, m.sim, m.sort_name
               FROM compared l
              CROSS JOIN LATERAL (
                    SELECT c.id, lower(c.name) AS sort_name, similarity(c.name_key, l.key) AS sim
                      FROM customer c
-                    WHERE c.org_id = :org_id AND c.name_key % l.key
+                    WHERE c.org_id = {org} AND c.name_key % l.key
                     ORDER BY sim DESC, sort_name, c.id
-                    LIMIT :s5_limit) AS m
-             WHERE m.sim >= :min_sim
+                    LIMIT {limit}) AS m
+             WHERE m.sim >= {p("min_sim", signals.S5_MIN_SIMILARITY)}::real
              ORDER BY m.id, m.sim DESC, l.ord)""")
-        ctes.append("""s5 AS (
-            SELECT customer_id, value, sim FROM name_hits ORDER BY sim DESC, sort_name, customer_id LIMIT :s5_limit)""")
+        ctes.append(f"""s5 AS (
+            SELECT customer_id, value, sim FROM name_hits ORDER BY sim DESC, sort_name, customer_id LIMIT {limit})""")
         parts.append("SELECT customer_id, 'S5_NAME', value, sim FROM s5")
         also_kept.append("customer_id IN (SELECT customer_id FROM s5)")
     if evidence.sender:
+        email = p("email", evidence.sender)
         if evidence.domain:
-            ctes.append("""contact_hits AS (
-                SELECT cc.customer_id, bool_or(cc.email = CAST(:email AS citext)) AS exact
+            domain = p("domain", evidence.domain)
+            ctes.append(f"""contact_hits AS (
+                SELECT cc.customer_id, bool_or(cc.email = {email}::citext) AS exact
                   FROM customer_contact cc
-                 WHERE cc.org_id = :org_id AND lower(split_part(cc.email::text, '@', 2)) = :domain
+                 WHERE cc.org_id = {org} AND lower(split_part(cc.email::text, '@', 2)) = {domain}::text
                  GROUP BY cc.customer_id)""")
         else:
-            ctes.append("""contact_hits AS (
+            domain = "NULL"
+            ctes.append(f"""contact_hits AS (
                 SELECT DISTINCT cc.customer_id, true AS exact
                   FROM customer_contact cc
-                 WHERE cc.org_id = :org_id AND cc.email = CAST(:email AS citext))""")
-        ctes.append("""contact_ranked AS (
+                 WHERE cc.org_id = {org} AND cc.email = {email}::citext)""")
+        ctes.append(f"""contact_ranked AS (
             SELECT h.customer_id, h.exact,
                    row_number() OVER (PARTITION BY h.exact ORDER BY lower(c.name), c.id) AS position
               FROM contact_hits h
-              JOIN customer c ON c.org_id = :org_id AND c.id = h.customer_id)""")
-        keep = " OR ".join(["position <= :max_candidates", *also_kept])
+              JOIN customer c ON c.org_id = {org} AND c.id = h.customer_id)""")
+        keep = " OR ".join([f"position <= {p('max_candidates', scoring.MAX_CANDIDATES)}", *also_kept])
         parts.append(f"""SELECT customer_id, CASE WHEN exact THEN 'S1_EMAIL' ELSE 'S2_DOMAIN' END,
-                   CASE WHEN exact THEN CAST(:email AS text) ELSE CAST(:domain AS text) END, NULL::real
+                   CASE WHEN exact THEN {email}::text ELSE {domain}::text END, NULL::real
               FROM contact_ranked WHERE {keep}""")
-    return f"""
+    sql = f"""
         WITH {", ".join(ctes)}
         SELECT c.id, c.name, c.erp_customer_number, s.signal, s.value, s.sim
           FROM ({" UNION ALL ".join(parts)}) AS s (customer_id, signal, value, sim)
-          JOIN customer c ON c.org_id = :org_id AND c.id = s.customer_id"""
+          JOIN customer c ON c.org_id = {org} AND c.id = s.customer_id"""
+    return sql, p.values
 
 
 async def _signal_rows(session: AsyncSession, org_id: OrgId, evidence: Evidence) -> Sequence[Any]:
+    """The rows of `signal_query`, straight from the driver (see `db.session.driver_connection`)."""
     if not (evidence.sender or evidence.numbers or evidence.names):
         return []
-    params: dict[str, Any] = {"org_id": org_id, "max_candidates": scoring.MAX_CANDIDATES}
-    if evidence.numbers:
-        params["numbers"] = evidence.numbers
-    if evidence.names:
-        params.update(names=evidence.names, s5_limit=signals.S5_MAX_CUSTOMERS, min_sim=signals.S5_MIN_SIMILARITY)
+    sql, args = signal_query(org_id, evidence)
+    conn = await driver_connection(session)
+    if not evidence.names:
+        return await conn.fetch(sql, *args)
+    async with conn.transaction():
         # `%` (the operator the trigram index serves) compares with this setting: make it the contract's.
         # The planner's cost for ten trigram searches can pass jit_above_cost; compiling would cost more
         # than the query.
-        await session.execute(
-            text("SELECT set_config('pg_trgm.similarity_threshold', :threshold, true), set_config('jit', 'off', true)"),
-            {"threshold": str(signals.S5_MIN_SIMILARITY)},
+        await conn.execute(
+            "SELECT set_config('pg_trgm.similarity_threshold', $1, true), set_config('jit', 'off', true)",
+            str(signals.S5_MIN_SIMILARITY),
         )
-    if evidence.sender:
-        params.update(email=evidence.sender, domain=evidence.domain)
-    return (await session.execute(text(_signal_query(evidence)), params)).all()
+        return await conn.fetch(sql, *args)
+
+
+FIXED_SCORES = {
+    "S1_EMAIL": signals.S1_EMAIL,
+    "S2_DOMAIN": signals.S2_DOMAIN,
+    "S4_CUSTOMER_NUMBER": signals.S4_CUSTOMER_NUMBER,
+}
 
 
 def _signal_of(row: Any) -> scoring.Signal:
-    if row.signal == "S1_EMAIL":
-        return scoring.Signal("S1_EMAIL", signals.S1_EMAIL, row.value)
-    if row.signal == "S2_DOMAIN":
-        return scoring.Signal("S2_DOMAIN", signals.S2_DOMAIN, row.value)
-    if row.signal == "S4_CUSTOMER_NUMBER":
-        return scoring.Signal("S4_CUSTOMER_NUMBER", signals.S4_CUSTOMER_NUMBER, row.value)
-    return scoring.Signal("S5_NAME", signals.name_score(float(row.sim)), row.value)
+    kind = row["signal"]
+    score = FIXED_SCORES[kind] if kind in FIXED_SCORES else signals.name_score(float(row["sim"]))
+    return scoring.Signal(kind, score, row["value"])
 
 
 def candidates_of(rows: Sequence[Any]) -> list[scoring.Candidate]:
     candidates: dict[uuid.UUID, scoring.Candidate] = {}
     for row in rows:
-        candidate = candidates.get(row.id)
+        candidate = candidates.get(row["id"])
         if candidate is None:
-            candidate = candidates[row.id] = scoring.Candidate(row.id, row.name, row.erp_customer_number)
+            candidate = scoring.Candidate(row["id"], row["name"], row["erp_customer_number"])
+            candidates[row["id"]] = candidate
         candidate.add(_signal_of(row))
     return list(candidates.values())
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from customer_master.auth.tenancy import OrgId
 from customer_master.customers.service import merge_patch
+from customer_master.db.session import driver_connection
 from customer_master.detection.schemas import CustomerDetectionSettings, OrgSettings, OrgSettingsPatch
 from customer_master.errors import NotFound
 
@@ -31,8 +32,12 @@ def _settings_of(stored: dict[str, Any]) -> OrgSettings:
 
 
 async def get_org_settings(session: AsyncSession, org_id: OrgId) -> OrgSettings:
-    """The org's settings, defaults filled in."""
-    return _settings_of(await _stored(session, org_id))
+    """The org's settings, defaults filled in (read on the driver: detection reads them on every call)."""
+    conn = await driver_connection(session)
+    stored = await conn.fetchval("SELECT settings_json FROM org WHERE id = $1", org_id)
+    if stored is None:
+        raise NotFound("No such org")
+    return _settings_of(stored if isinstance(stored, dict) else json.loads(stored))
 
 
 async def detection_settings(session: AsyncSession, org_id: OrgId) -> CustomerDetectionSettings:
