@@ -20,7 +20,7 @@ What it does, in one run:
      its first 10 lines are compared as company names too, as the contract says),
    - by fuzzy company name (`customer_hint.name`: a typo, another legal form, other case).
 4. Beside each figure, in the same run and on the same data: the service function called in-process
-   (no HTTP, no auth: the detection itself, SQLAlchemy included), and the raw SQL lookup that answers
+   (no HTTP, no auth: the detection itself, its settings read included), and the raw SQL lookup that answers
    the question with nothing else (prepared statements on one asyncpg connection) — the floor.
 
     .venv/bin/python bench/detect.py                        # 300k customers / 1M contacts, 1,000 requests each
@@ -562,7 +562,7 @@ def measure_http(port: int, token: str, cases: list[Case], requests: int, warmup
 
 
 async def measure_service(setup: Setup, cases: list[Case], requests: int, warmup: int) -> Stats:
-    """The service function in-process: the detection's own cost, with SQLAlchemy, without HTTP and auth."""
+    """The service function in-process: the detection's own cost, without HTTP and auth."""
     database = Database(setup.database_url, pool_size=1)
     stats = Stats()
     try:
