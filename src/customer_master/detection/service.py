@@ -7,8 +7,9 @@ set-based and always within the caller's org, and `scoring` turns the rows into 
   the exact address gives S1, any other address on the domain S2. On a public mail domain only the
   exact address is looked up (`idx_customer_contact_email`).
 - S4 looks the numbers up in the partial unique index on the ERP number.
-- S5 runs one trigram search per compared text on `customer.name_key` (GIN), each keeping its 5 most
-  similar customers; of those, the 5 most similar overall get the signal.
+- S5 compares each text with the org's name keys in memory (`name_index`: exact pg_trgm similarity,
+  current to the request); the statement ranks each text's matches by similarity and name and keeps its
+  5 most similar customers; of those, the 5 most similar overall get the signal.
 - A fixed-score signal (S1, S2) can hold for thousands of customers (one corporate domain); only those
   that can still reach the top 5 come back: the first 5 by name of each kind, and every customer that
   also has S4 or S5.
@@ -19,12 +20,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from customer_master import validation
 from customer_master.auth.tenancy import OrgId
 from customer_master.db.session import driver_connection
-from customer_master.detection import scoring, signals
+from customer_master.detection import name_index, scoring, signals
 from customer_master.detection.schemas import (
     CandidateOut,
     CustomerDetectionSettings,
@@ -47,6 +49,15 @@ class Evidence:
     domain: str | None = None  # None on a public mail domain: no S2
     numbers: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NameHit:
+    """A customer whose name key is at least 0.3 similar to a compared text (its `ord`-th, from 1)."""
+
+    ord: int
+    line: str
+    match: name_index.Match
 
 
 def gather_evidence(request: DetectRequest, settings: CustomerDetectionSettings) -> Evidence:
@@ -80,7 +91,7 @@ class _Params:
         return f"${self.names.index(name) + 1}"
 
 
-def signal_query(org_id: OrgId, evidence: Evidence) -> tuple[str, list[Any]]:
+def signal_query(org_id: OrgId, evidence: Evidence, name_hits: Sequence[NameHit]) -> tuple[str, list[Any]]:
     """One statement for the signals this request can have: rows of (customer, signal, value, similarity)."""
     p = _Params()
     org = p("org_id", org_id)
@@ -94,27 +105,24 @@ def signal_query(org_id: OrgId, evidence: Evidence) -> tuple[str, list[Any]]:
              WHERE c.org_id = {org} AND c.erp_customer_number = ANY ({p("numbers", evidence.numbers)}::text[]))""")
         parts.append("SELECT customer_id, 'S4_CUSTOMER_NUMBER', value, NULL::real FROM s4")
         also_kept.append("customer_id IN (SELECT customer_id FROM s4)")
-    if evidence.names:
+    if name_hits:
         limit = p("s5_limit", signals.S5_MAX_CUSTOMERS)
-        # MATERIALIZED: each key is computed once, not again in every candidate row's recheck and ranking;
-        # lines with the same key are searched once (the first of them is the signal's value).
-        ctes.append(f"""compared AS MATERIALIZED (
-            SELECT DISTINCT ON (k.key) k.ord, k.line, k.key
-              FROM (SELECT t.ord, t.line, cm_company_key(t.line) AS key
-                      FROM unnest({p("names", evidence.names)}::text[]) WITH ORDINALITY AS t(line, ord)) AS k
-             WHERE k.key <> ''
-             ORDER BY k.key, k.ord)""")
+        ctes.append(f"""name_matches AS (
+            SELECT m.ord, m.line, m.customer_id, m.sim, lower(c.name) AS sort_name
+              FROM unnest({p("hit_ords", [h.ord for h in name_hits])}::int[],
+                          {p("hit_lines", [h.line for h in name_hits])}::text[],
+                          {p("hit_ids", [h.match.customer_id for h in name_hits])}::uuid[],
+                          {p("hit_sims", [h.match.similarity for h in name_hits])}::real[])
+                   AS m(ord, line, customer_id, sim)
+              JOIN customer c ON c.org_id = {org} AND c.id = m.customer_id)""")
+        # Per compared text its 5 most similar customers (ties by name); each customer's best text.
         ctes.append(f"""name_hits AS (
-            SELECT DISTINCT ON (m.id) m.id AS customer_id, l.line AS value, m.sim, m.sort_name
-              FROM compared l
-             CROSS JOIN LATERAL (
-                   SELECT c.id, lower(c.name) AS sort_name, similarity(c.name_key, l.key) AS sim
-                     FROM customer c
-                    WHERE c.org_id = {org} AND c.name_key % l.key
-                    ORDER BY sim DESC, sort_name, c.id
-                    LIMIT {limit}) AS m
-             WHERE m.sim >= {p("min_sim", signals.S5_MIN_SIMILARITY)}::real
-             ORDER BY m.id, m.sim DESC, l.ord)""")
+            SELECT DISTINCT ON (customer_id) customer_id, line AS value, sim, sort_name
+              FROM (SELECT m.*, row_number() OVER (PARTITION BY m.ord ORDER BY m.sim DESC, m.sort_name, m.customer_id)
+                           AS position
+                      FROM name_matches m) AS ranked
+             WHERE position <= {limit}
+             ORDER BY customer_id, sim DESC, ord)""")
         ctes.append(f"""s5 AS (
             SELECT customer_id, value, sim FROM name_hits ORDER BY sim DESC, sort_name, customer_id LIMIT {limit})""")
         parts.append("SELECT customer_id, 'S5_NAME', value, sim FROM s5")
@@ -151,23 +159,43 @@ def signal_query(org_id: OrgId, evidence: Evidence) -> tuple[str, list[Any]]:
     return sql, p.values
 
 
+# The compared texts' keys and trigrams, and the org's name version, in one round trip.
+COMPARED = """
+SELECT t.ord, k.key, show_trgm(k.key) AS trigrams,
+       (SELECT version FROM customer_name_version WHERE org_id = $1) AS version,
+       (SELECT epoch FROM customer_name_version WHERE org_id = $1) AS epoch
+  FROM unnest($2::text[]) WITH ORDINALITY AS t(line, ord)
+ CROSS JOIN LATERAL (SELECT cm_company_key(t.line) AS key) AS k
+ ORDER BY t.ord"""
+
+
+async def _name_hits(session: AsyncSession, conn: asyncpg.Connection, org_id: OrgId, names: list[str]) -> list[NameHit]:
+    """S5's matches: per compared text, its most similar customers. Texts with the same key are compared
+    once (the first of them is the signal's value)."""
+    compared = await conn.fetch(COMPARED, org_id, names)
+    index = await name_index.indexes_for(session).current(
+        conn, org_id, compared[0]["epoch"], compared[0]["version"] or 0
+    )
+    hits: list[NameHit] = []
+    seen: set[str] = set()
+    for row in compared:
+        if row["key"] and row["key"] not in seen:
+            seen.add(row["key"])
+            line = names[row["ord"] - 1]
+            hits.extend(NameHit(row["ord"], line, match) for match in index.most_similar(row["trigrams"]))
+    return hits
+
+
 async def _signal_rows(session: AsyncSession, org_id: OrgId, evidence: Evidence) -> Sequence[Any]:
     """The rows of `signal_query`, straight from the driver (see `db.session.driver_connection`)."""
     if not (evidence.sender or evidence.numbers or evidence.names):
         return []
-    sql, args = signal_query(org_id, evidence)
     conn = await driver_connection(session)
-    if not evidence.names:
-        return await conn.fetch(sql, *args)
-    async with conn.transaction():
-        # `%` (the operator the trigram index serves) compares with this setting: make it the contract's.
-        # The planner's cost for ten trigram searches can pass jit_above_cost; compiling would cost more
-        # than the query.
-        await conn.execute(
-            "SELECT set_config('pg_trgm.similarity_threshold', $1, true), set_config('jit', 'off', true)",
-            str(signals.S5_MIN_SIMILARITY),
-        )
-        return await conn.fetch(sql, *args)
+    name_hits = await _name_hits(session, conn, org_id, evidence.names) if evidence.names else []
+    if not (evidence.sender or evidence.numbers or name_hits):
+        return []
+    sql, args = signal_query(org_id, evidence, name_hits)
+    return await conn.fetch(sql, *args)
 
 
 FIXED_SCORES = {
