@@ -21,7 +21,11 @@ What it does, in one run:
    - by fuzzy company name (`customer_hint.name`: a typo, another legal form, other case).
 4. Beside each figure, in the same run and on the same data: the service function called in-process
    (no HTTP, no auth: the detection itself, its settings read included), and the raw SQL lookup that answers
-   the question with nothing else (prepared statements on one asyncpg connection) — the floor.
+   the question with nothing else (prepared statements on one asyncpg connection) — the floor. For the
+   company name (S5) the SQL is the trigram search through a GIN index on `name_key` (created here for it;
+   the product compares names in memory, `detection/name_index.py`): the SQL alternative, not a floor.
+5. The cost of the in-memory names: loading the measured org (a process's first detection of it, or the
+   first after a large import), the server's RSS, and S5 per header line in memory beside SQL.
 
     .venv/bin/python bench/detect.py                        # 300k customers / 1M contacts, 1,000 requests each
     .venv/bin/python bench/detect.py --customers 30000 --contacts 100000 --requests 200
@@ -55,7 +59,7 @@ from customer_master.auth.tenancy import OrgId
 from customer_master.db.embedded import ensure_database, start_embedded_server
 from customer_master.db.migrate import upgrade_to_head
 from customer_master.db.session import Database
-from customer_master.detection import service, signals
+from customer_master.detection import name_index, service, signals
 from customer_master.detection.schemas import DetectRequest
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -242,6 +246,9 @@ async def prepare_database(args: argparse.Namespace, workdir: Path) -> Setup:
             )
             print(f"seeding noise org {n + 1}/{args.noise_orgs} …", flush=True)
             await seed_org(conn, noise_org, args.noise_customers, args.noise_customers * 3)
+        # Only for the raw-SQL comparison of S5 (the product searches names in memory and has no such index).
+        print("trigram index for the raw-SQL name search …", flush=True)
+        await conn.execute(f"CREATE INDEX {RAW_NAME_INDEX} ON customer USING gin (org_id, name_key gin_trgm_ops)")
         print("VACUUM ANALYZE …", flush=True)
         await conn.execute("VACUUM ANALYZE")
         row = await conn.fetchrow(
@@ -527,6 +534,8 @@ RAW_DOMAIN = (
     " WHERE org_id = $1 AND lower(split_part(email::text, '@', 2)) = $2"
 )
 RAW_NUMBER = "SELECT id FROM customer WHERE org_id = $1 AND erp_customer_number = ANY ($2::text[])"
+RAW_NAME_INDEX = "bench_customer_org_name_key_trgm"
+# S5 in SQL, as the product did it before its in-memory index: the trigram GIN index pre-filters at 30 %.
 RAW_NAME = """
 WITH k AS MATERIALIZED (SELECT cm_company_key($2) AS key)
 SELECT c.id, similarity(c.name_key, k.key) AS sim
@@ -583,24 +592,53 @@ async def measure_raw_number_only(setup: Setup, cases: list[Case], requests: int
     return stats
 
 
-async def measure_raw_lines(setup: Setup, cases: list[Case], rounds: int) -> list[tuple[str, Stats]]:
-    """Where the 2-page text's time goes: one trigram search per header line, by the line's position."""
+async def measure_lines(setup: Setup, cases: list[Case], rounds: int) -> list[tuple[str, Stats, Stats]]:
+    """Where the 2-page text's time goes: S5 for each header line, by the line's position — in memory (the
+    product's `name_index`) and, beside it, as one trigram search in SQL."""
     conn = await asyncpg.connect(setup.database_url)
-    per_line: list[tuple[str, Stats]] = []
+    per_line: list[tuple[str, Stats, Stats]] = []
     try:
+        names = await name_index.NameIndexes().current(conn, OrgId(setup.org_id), None, 0)
         await conn.execute("SET pg_trgm.similarity_threshold = 0.3")
         name = await conn.prepare(RAW_NAME)
         for position in range(signals.S5_HEADER_LINES):
-            stats = Stats()
+            in_memory, sql = Stats(), Stats()
             for n in range(rounds):
                 line = cases[n % len(cases)].names[position]
+                trigrams = await conn.fetchval("SELECT show_trgm(cm_company_key($1))", line)
+                began = time.perf_counter()
+                names.most_similar(trigrams)
+                in_memory.latencies.append(time.perf_counter() - began)
                 began = time.perf_counter()
                 await name.fetch(setup.org_id, line)
-                stats.latencies.append(time.perf_counter() - began)
-            per_line.append((cases[0].names[position], stats))
+                sql.latencies.append(time.perf_counter() - began)
+            per_line.append((cases[0].names[position], in_memory, sql))
     finally:
         await conn.close()
     return per_line
+
+
+async def measure_index_load(setup: Setup, rounds: int = 3) -> tuple[Stats, int]:
+    """Loading the measured org's names into memory (a process's first detection of the org, or the first
+    after a large import), and the number of names loaded."""
+    conn = await asyncpg.connect(setup.database_url)
+    stats = Stats()
+    try:
+        for _ in range(rounds):
+            began = time.perf_counter()
+            names = await name_index.NameIndexes().current(conn, OrgId(setup.org_id), None, 0)
+            stats.latencies.append(time.perf_counter() - began)
+    finally:
+        await conn.close()
+    return stats, names.size
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process (Linux /proc), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 TARGETS = {"e-mail": 10.0, "domain": 10.0, "number (2-page text)": 10.0, "fuzzy name": 50.0}
@@ -668,9 +706,12 @@ async def run(args: argparse.Namespace) -> None:
                 setup, cases["number (2-page text)"], args.requests, args.warmup
             )
             print(f"{'  raw: number alone':<22} {'':>15}  {'':>15}  {fmt(number_only)}", flush=True)
-            print("\nthe 2-page text's header lines, one trigram search each (raw SQL, ms p50 / p95), e.g.:")
-            for line, stats in await measure_raw_lines(setup, cases["number (2-page text)"], args.slow_requests):
-                print(f"  {fmt(stats)}  {line[:70]}", flush=True)
+            print(f"\nserver RSS after the run: {rss_mb(server_pid):.0f} MB (the measured org's names in memory)")
+            load, loaded_names = await measure_index_load(setup)
+            print(f"loading the measured org's {loaded_names:,} names into memory: {fmt(load)} ms p50 / p95")
+            print("\nthe 2-page text's header lines, S5 per line (ms p50 / p95): in memory | raw SQL, e.g.:")
+            for line, in_memory, sql in await measure_lines(setup, cases["number (2-page text)"], args.slow_requests):
+                print(f"  {fmt(in_memory)} | {fmt(sql)}  {line[:70]}", flush=True)
         print(
             f"\nPostgreSQL {setup.pg_version}, {os.cpu_count()} cores, Python {platform.python_version()};"
             f" measured org {setup.counts['customers']:,} customers / {setup.counts['contacts']:,} contacts,"

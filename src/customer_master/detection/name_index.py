@@ -39,6 +39,8 @@ MIN_SIMILARITY = np.float32(signals.S5_MIN_SIMILARITY)
 MAX_NAMES = 3_000_000
 # Customers written since an org was loaded that are searched one by one; beyond this it is loaded anew.
 MAX_WRITTEN = 500
+# Answers kept per org for compared texts that come again (see `OrgNames._answers`).
+MAX_ANSWERS = 1_000
 
 IntArray = npt.NDArray[np.int32]
 
@@ -121,6 +123,9 @@ class OrgNames:
         self._codes: IntArray = ordered[starts]
         self._bounds = np.append(starts, len(order))
         self._written: dict[bytes, frozenset[int]] = {}
+        # Answers by compared key: the org's own name and address head nearly every order it receives,
+        # and a sender's letterhead every order from that sender. Valid until the names change.
+        self._answers: OrderedDict[tuple[frozenset[int], int], list[Match]] = OrderedDict()
 
     @property
     def size(self) -> int:
@@ -163,6 +168,7 @@ class OrgNames:
             if codes is not None:
                 self._written[customer_id] = codes
         self.version = version
+        self._answers.clear()
 
     @property
     def written(self) -> int:
@@ -172,6 +178,17 @@ class OrgNames:
         """The names at least 0.3 similar to a key with these trigrams: the `limit` most similar, and every
         name tied with the last of them."""
         query = trigram_codes(trigrams)
+        answer = self._answers.get((query, limit))
+        if answer is None:
+            answer = self._search(query, limit)
+            self._answers[(query, limit)] = answer
+            if len(self._answers) > MAX_ANSWERS:
+                self._answers.popitem(last=False)
+        else:
+            self._answers.move_to_end((query, limit))
+        return list(answer)
+
+    def _search(self, query: frozenset[int], limit: int) -> list[Match]:
         size = len(query)
         if not size:
             return []
