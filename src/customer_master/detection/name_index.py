@@ -247,9 +247,9 @@ class NameIndexes:
                 names = self._fresh(org_id, epoch, version)  # another request may have caught up meanwhile
                 if names is None:
                     names = await self._catch_up(conn, org_id, epoch) or await self._load(conn, org_id)
-        self._orgs[org_id] = names
+                    self._orgs[org_id] = names
+                    self._evict(keep=org_id)
         self._orgs.move_to_end(org_id)
-        self._evict()
         return names
 
     def _fresh(self, org_id: OrgId, epoch: uuid.UUID | None, version: int) -> OrgNames | None:
@@ -288,9 +288,14 @@ class NameIndexes:
             row = await conn.fetchrow(LOAD, org_id)
         return OrgNames.from_load(row)
 
-    def _evict(self) -> None:
-        while len(self._orgs) > 1 and sum(names.size for names in self._orgs.values()) > MAX_NAMES:
-            self._orgs.popitem(last=False)
+    def _evict(self, keep: OrgId) -> None:
+        """Drop the least recently used orgs while more than `MAX_NAMES` names are held, never `keep`."""
+        held = sum(names.size for names in self._orgs.values())
+        for org_id in list(self._orgs):
+            if held <= MAX_NAMES:
+                break
+            if org_id != keep:
+                held -= self._orgs.pop(org_id).size
 
 
 _INDEXES: "weakref.WeakKeyDictionary[AsyncEngine, NameIndexes]" = weakref.WeakKeyDictionary()
