@@ -1,9 +1,11 @@
 """S5's in-memory name index: exactly pg_trgm's similarity, and current after every kind of write."""
 
+import asyncio
 import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy import text
@@ -13,6 +15,7 @@ from customer_master.db.session import driver_connection
 from customer_master.detection import name_index
 from tests.conftest import Db, OrgContext, make_org
 from tests.detection.helpers import add_customer, detect
+from tests.imports.helpers import csv_of, customer_row, import_ok
 
 T = TypeVar("T")
 
@@ -192,6 +195,59 @@ def test_every_statement_that_changes_names_is_one_step(db: Db, org: OrgContext)
     ]
 
 
+def test_a_transaction_is_one_step(db: Db, org: OrgContext) -> None:
+    async def two_statements() -> None:
+        async with db.database.engine.begin() as connection:
+            for name in ("Alpha", "Beta"):
+                await connection.execute(
+                    text(
+                        "INSERT INTO customer (org_id, name, default_currency, default_language)"
+                        " VALUES (:org, :name, 'EUR', 'de')"
+                    ),
+                    {"org": org.id, "name": name},
+                )
+
+    db.run(two_statements())
+    assert version_of(db, org) == 1
+    rows = db.fetch("SELECT version FROM customer_name_change WHERE org_id = :org", org=org.id)
+    assert [r.version for r in rows] == [1, 1]
+
+
+def test_an_import_and_an_edit_of_one_customer_do_not_deadlock(db: Db, org: OrgContext) -> None:
+    """The import writes a new customer, the edit renames one, then the import reaches the edited one and
+    waits for the edit. Were the org's version row locked by the import's first statement, the edit's
+    rename would wait for the import too: a deadlock."""
+    ids = insert_names(db, org, ["Alpha", "Beta"])
+    rename = "UPDATE customer SET name = $2 WHERE id = $1"
+
+    async def interleaved() -> None:
+        importer = await asyncpg.connect(db.database.url)
+        editor = await asyncpg.connect(db.database.url)
+        try:
+            await importer.execute("BEGIN")
+            await importer.execute(
+                "INSERT INTO customer (org_id, name, default_currency, default_language)"
+                " VALUES ($1, 'Gamma', 'EUR', 'de')",
+                org.id,
+            )
+            await editor.execute("BEGIN")
+            await asyncio.wait_for(editor.execute(rename, ids["Alpha"], "Alpha Neu"), timeout=10)
+            importing = asyncio.create_task(importer.execute(rename, ids["Alpha"], "Alpha Import"))
+            await asyncio.sleep(0.3)
+            assert not importing.done()  # the import waits for the edit's row lock
+            await asyncio.wait_for(editor.execute("COMMIT"), timeout=10)
+            await asyncio.wait_for(importing, timeout=10)
+            await importer.execute("COMMIT")
+        finally:
+            await importer.close()
+            await editor.close()
+
+    db.run(interleaved())
+    assert version_of(db, org) == 3
+    (row,) = db.fetch("SELECT name FROM customer WHERE id = :id", id=ids["Alpha"])
+    assert row.name == "Alpha Import"
+
+
 def test_a_large_step_is_noted_as_one_row_and_old_steps_are_dropped(db: Db, org: OrgContext) -> None:
     insert_names(db, org, [f"Kunde {n}" for n in range(1001)])
     rows = db.fetch("SELECT version, customer_id FROM customer_name_change WHERE org_id = :org", org=org.id)
@@ -265,9 +321,86 @@ def test_the_least_recently_used_orgs_leave_memory_first(
 ) -> None:
     insert_names(db, org, ["Alpha", "Beta"])
     insert_names(db, other_org, ["Gamma", "Delta"])
+    third = make_org(db)
+    insert_names(db, third, ["Epsilon"])
     indexes = name_index.NameIndexes()
-    monkeypatch.setattr(name_index, "MAX_NAMES", 3)
+    monkeypatch.setattr(name_index, "MAX_NAMES", 4)
     loaded(db, org, indexes)
     loaded(db, other_org, indexes)
-    assert indexes.get(OrgId(org.id)) is None
-    assert indexes.get(OrgId(other_org.id)) is not None
+    loaded(db, org, indexes)  # used again: now other_org is the least recently used
+    loaded(db, third, indexes)
+    assert indexes.get(OrgId(other_org.id)) is None
+    assert indexes.get(OrgId(org.id)) is not None
+    assert indexes.get(OrgId(third.id)) is not None
+
+
+def test_a_copy_behind_the_kept_steps_loads_the_org_anew(db: Db, org: OrgContext) -> None:
+    insert_names(db, org, ["Alpha"])
+    indexes = name_index.NameIndexes()
+    loaded(db, org, indexes)
+    for n in range(201):
+        insert_names(db, org, [f"Einzeln {n}"])
+    names = loaded(db, org, indexes)
+    assert (names.written, names.size) == (0, 202)
+    assert max(m.similarity for m in names.most_similar(trigrams_of(db, "Einzeln 200"))) == 1.0
+
+
+def test_another_epoch_loads_the_org_anew(db: Db, org: OrgContext) -> None:
+    insert_names(db, org, ["Alpha"])
+    indexes = name_index.NameIndexes()
+    first = loaded(db, org, indexes)
+    db.execute("UPDATE customer_name_version SET epoch = gen_random_uuid() WHERE org_id = :org", org=org.id)
+    again = loaded(db, org, indexes)
+    assert again is not first
+    assert again.epoch != first.epoch
+
+
+def test_truncating_the_customers_gives_every_org_a_new_epoch(db: Db, org: OrgContext) -> None:
+    insert_names(db, org, ["Alpha"])
+    before = db.fetch("SELECT epoch FROM customer_name_version WHERE org_id = :org", org=org.id)[0].epoch
+
+    async def truncate_and_look() -> Any:
+        async with db.database.engine.connect() as connection:
+            transaction = await connection.begin()
+            await connection.execute(text("TRUNCATE customer CASCADE"))
+            rows = await connection.execute(
+                text("SELECT epoch, version FROM customer_name_version WHERE org_id = :org"), {"org": org.id}
+            )
+            await transaction.rollback()  # the other tests' customers stay
+            return rows.one()
+
+    after = db.run(truncate_and_look())
+    assert after.epoch != before
+    assert after.version == 0
+
+
+def test_ids_with_zero_bytes_are_found_changed_and_deleted(db: Db, org: OrgContext) -> None:
+    ending = uuid.UUID("00000000-0000-4000-8000-000000000000")  # ends in zero bytes
+    inside = uuid.UUID("12340000-0000-4000-8000-0000000000ff")
+    db.execute(
+        "INSERT INTO customer (id, org_id, name, default_currency, default_language)"
+        " VALUES (:a, :org, 'Nullbyte Handel', 'EUR', 'de'), (:b, :org, 'Nullbyte Logistik', 'EUR', 'de')",
+        a=ending,
+        b=inside,
+        org=org.id,
+    )
+    indexes = name_index.NameIndexes()
+    found = {m.customer_id for m in loaded(db, org, indexes).most_similar(trigrams_of(db, "Nullbyte"))}
+    assert found == {ending, inside}
+    db.execute("UPDATE customer SET name = 'Ganz Anders' WHERE id = :id", id=ending)
+    db.execute("DELETE FROM customer WHERE id = :id", id=inside)
+    names = loaded(db, org, indexes)
+    assert names.most_similar(trigrams_of(db, "Nullbyte")) == []
+    assert [m.customer_id for m in names.most_similar(trigrams_of(db, "Ganz Anders"))] == [ending]
+
+
+def test_a_csv_import_is_seen_by_the_next_detection(client: httpx.Client, org: OrgContext) -> None:
+    def names_found(name: str) -> list[str]:
+        return sorted(c["name"] for c in detect(client, org, customer_hint={"name": name})["candidates"])
+
+    import_ok(client, org, csv_of([customer_row("1", name="Quelle Katalog GmbH"), customer_row("2", name="Otto Shop")]))
+    assert names_found("Quelle Katalog") == ["Quelle Katalog GmbH"]
+    import_ok(client, org, csv_of([customer_row("1", name="Neckermann Moden GmbH"), customer_row("3", name="Baur")]))
+    assert names_found("Quelle Katalog") == []
+    assert names_found("Neckermann Moden") == ["Neckermann Moden GmbH"]
+    assert names_found("Baur") == ["Baur"]

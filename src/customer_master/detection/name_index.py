@@ -39,8 +39,10 @@ MIN_SIMILARITY = np.float32(signals.S5_MIN_SIMILARITY)
 MAX_NAMES = 3_000_000
 # Customers written since an org was loaded that are searched one by one; beyond this it is loaded anew.
 MAX_WRITTEN = 500
-# Answers kept per org for compared texts that come again (see `OrgNames._answers`).
+# Answers kept per org for compared texts that come again (see `OrgNames._answers`); an answer with more
+# matches (many names tied at the fifth place) is not kept.
 MAX_ANSWERS = 1_000
+MAX_ANSWER_MATCHES = 50
 
 IntArray = npt.NDArray[np.int32]
 
@@ -53,7 +55,8 @@ WITH named AS MATERIALIZED (
     FROM (SELECT id, trigrams, convert_to(array_to_string(trigrams, ''), 'UTF8') AS packed
             FROM (SELECT c.id, show_trgm(c.name_key) AS trigrams FROM customer c WHERE c.org_id = $1 OFFSET 0) AS k
           OFFSET 0) AS t)
-SELECT (SELECT version FROM customer_name_version WHERE org_id = $1) AS version,
+SELECT current_setting('server_encoding') AS encoding,
+       (SELECT version FROM customer_name_version WHERE org_id = $1) AS version,
        (SELECT epoch FROM customer_name_version WHERE org_id = $1) AS epoch,
        string_agg(uuid_send(id), ''::bytea ORDER BY id) AS ids,
        string_agg(int4send(cardinality(trigrams)), ''::bytea ORDER BY id) AS sizes,
@@ -63,14 +66,15 @@ SELECT (SELECT version FROM customer_name_version WHERE org_id = $1) AS version,
   FROM named"""
 
 # The current version and, for each step after the copy's, the customers it changed with their current
-# trigrams (NULL when deleted).
+# trigrams (NULL when deleted) — at most $3 rows: more are not caught up on but loaded anew.
 CHANGES = """
 SELECT v.version, v.epoch, ch.version AS step, ch.customer_id, c.id IS NOT NULL AS present,
        show_trgm(c.name_key) AS trigrams
   FROM customer_name_version v
   LEFT JOIN customer_name_change ch ON ch.org_id = v.org_id AND ch.version > $2
   LEFT JOIN customer c ON c.org_id = v.org_id AND c.id = ch.customer_id
- WHERE v.org_id = $1"""
+ WHERE v.org_id = $1
+ LIMIT $3"""
 
 
 def trigram_code(trigram: str) -> int:
@@ -134,6 +138,9 @@ class OrgNames:
     @classmethod
     def from_load(cls, row: Any) -> "OrgNames":
         """From the row of `LOAD`."""
+        if row["encoding"] != "UTF8":
+            # show_trgm prints a trigram of non-ASCII letters as its bytes unless the encoding is multi-byte.
+            raise RuntimeError(f"detection needs a UTF8 database, not {row['encoding']}")
         ids = np.frombuffer(row["ids"] or b"", dtype="S16")
         sizes = np.frombuffer(row["sizes"] or b"", dtype=">i4").astype(np.int32)
         packed = np.frombuffer(row["packed"] or b"", dtype=np.uint8).reshape(-1, 3).astype(np.int32)
@@ -181,9 +188,10 @@ class OrgNames:
         answer = self._answers.get((query, limit))
         if answer is None:
             answer = self._search(query, limit)
-            self._answers[(query, limit)] = answer
-            if len(self._answers) > MAX_ANSWERS:
-                self._answers.popitem(last=False)
+            if len(answer) <= MAX_ANSWER_MATCHES:
+                self._answers[(query, limit)] = answer
+                if len(self._answers) > MAX_ANSWERS:
+                    self._answers.popitem(last=False)
         else:
             self._answers.move_to_end((query, limit))
         return list(answer)
@@ -259,10 +267,10 @@ class NameIndexes:
     async def _catch_up(self, conn: asyncpg.Connection, org_id: OrgId, epoch: uuid.UUID | None) -> OrgNames | None:
         """The copy brought up to date with the listed changes; None when they do not reach back to it."""
         names = self._orgs.get(org_id)
-        if names is None or names.epoch != epoch or epoch is None:
+        if names is None or names.epoch != epoch:
             return None
-        rows = await conn.fetch(CHANGES, org_id, names.version)
-        if not rows or rows[0]["epoch"] != names.epoch:
+        rows = await conn.fetch(CHANGES, org_id, names.version, MAX_WRITTEN + 1)
+        if not rows or rows[0]["epoch"] != names.epoch or len(rows) > MAX_WRITTEN:
             return None
         version = rows[0]["version"]
         steps = {row["step"] for row in rows if row["step"] is not None}

@@ -53,7 +53,8 @@ class Evidence:
 
 @dataclass(frozen=True)
 class NameHit:
-    """A customer whose name key is at least 0.3 similar to a compared text (its `ord`-th, from 1)."""
+    """A customer whose name key is at least 0.3 similar to a compared text; `ord` is the text's 1-based
+    position among the compared texts."""
 
     ord: int
     line: str
