@@ -13,7 +13,7 @@ SQL. Every name tied with the fifth best is handed on: the ranking by name, in t
 stays in SQL.
 
 Current, not stale: a request reads its org's name version (`customer_name_version`, moved by triggers
-in the transaction that changes a name, migration 0005). A copy that is behind applies the listed
+when a transaction that changes names commits, migration 0005). A copy that is behind applies the listed
 changes (`customer_name_change`) or, after a large change, loads the org anew — each in one statement,
 so the copy is one snapshot of the database. Copies live per engine (one per process and database) and
 the least recently used orgs are dropped beyond `MAX_NAMES` names.
