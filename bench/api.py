@@ -45,7 +45,8 @@ from typing import Any
 
 import asyncpg
 
-from common import drop_database, running_server
+import common
+from common import LEGAL_FORMS, TRADES, drop_database, running_server
 from customer_master.auth import service as auth_service
 from customer_master.auth.models import Role
 from customer_master.auth.schemas import ApiTokenCreate, UserCreate
@@ -62,24 +63,8 @@ PASSWORD = "bench-password-123"
 # --- seed data ----------------------------------------------------------------------------------
 
 SURNAMES = [
-    "Müller", "Schmidt", "Schneider", "Fischer", "Weber", "Meyer", "Wagner", "Becker", "Schulz", "Hoffmann",
-    "Schäfer", "Koch", "Bauer", "Richter", "Klein", "Wolf", "Schröder", "Neumann", "Schwarz", "Zimmermann",
-    "Braun", "Krüger", "Hofmann", "Hartmann", "Lange", "Schmitt", "Werner", "Schmitz", "Krause", "Meier",
-    "Lehmann", "Schmid", "Schulze", "Maier", "Köhler", "Herrmann", "König", "Walter", "Mayer", "Huber",
-    "Kaiser", "Fuchs", "Peters", "Lang", "Scholz", "Möller", "Weiß", "Jung", "Hahn", "Schubert",
-    "Vogel", "Friedrich", "Keller", "Günther", "Frank", "Berger", "Winkler", "Roth", "Beck", "Lorenz",
-    "Baumann", "Franke", "Albrecht", "Schuster", "Simon", "Ludwig", "Böhm", "Winter", "Kraus", "Martin",
-    "Schumacher", "Krämer", "Vogt", "Stein", "Jäger", "Otto", "Sommer", "Groß", "Seidel", "Heinrich",
-    "Brandt", "Haas", "Schreiber", "Graf", "Schulte", "Dietrich", "Ziegler", "Kuhn", "Kühn", "Pohl",
-    "Engel", "Horn", "Busch", "Bergmann", "Thomas", "Voigt", "Sauer", "Arnold", "Wolff", "Pfeiffer",
+    *common.SURNAMES,
     "Größl", "Dürr", "Fürst", "Häusler", "Lüdtke", "Nüßlein", "Öztürk", "Rößler", "Süß", "Wöhrle",
-]  # fmt: skip
-TRADES = [
-    "Bäckerei", "Metallbau", "Elektrotechnik", "Sanitär- und Heizungstechnik", "Holzhandel", "Getränkehandel",
-    "Baustoffe", "Landtechnik", "Autohaus", "Druckerei", "Gärtnerei", "Fleischerei", "Schreinerei",
-    "Großhandel", "Büromöbel", "Stahlbau", "Lebensmittel", "Fliesenfachhandel", "Werkzeugbau",
-    "Kälte- und Klimatechnik", "Dachdeckerei", "Malerbetrieb", "Spedition", "Verpackungen", "Brauerei",
-    "Apotheke", "Möbelhaus", "Zweiradhandel", "Gebäudereinigung", "Industriebedarf",
 ]  # fmt: skip
 CITIES = [
     ("München", "DE", "80"), ("Köln", "DE", "50"), ("Düsseldorf", "DE", "40"), ("Nürnberg", "DE", "90"),
@@ -89,20 +74,11 @@ CITIES = [
     ("Dresden", "DE", "01"), ("Fürth", "DE", "90"), ("Zürich", "CH", "80"), ("Genève", "CH", "12"),
     ("Wien", "AT", "10"), ("Graz", "AT", "80"), ("Innsbruck", "AT", "60"), ("Linz", "AT", "40"),
 ]  # fmt: skip
-LEGAL_FORMS = ["GmbH", "GmbH & Co. KG", "AG", "KG", "e.K.", "OHG", "UG (haftungsbeschränkt)", "GmbH", "GmbH"]
 FIRST_NAMES = [
     "Jürgen", "Jörg", "Björn", "Sören", "Günter", "Käthe", "Hans-Jürgen", "Uwe", "Anna", "Lena", "Jonas", "Lukas",
     "Sabine", "Stefan", "Thomas", "Andrea", "Michael", "Birgit", "Ömer", "Zoë", "René", "Frauke", "Dörte", "Maximilian",
 ]  # fmt: skip
-STREETS = [
-    "Hauptstraße",
-    "Schillerstraße",
-    "Goethestraße",
-    "Bahnhofstraße",
-    "Gärtnerweg",
-    "Mühlenstraße",
-    "Am Bürgerpark",
-]
+STREETS = [*common.STREETS, "Am Bürgerpark"]
 
 SEED_TABLE_SQL = """
 CREATE TEMP TABLE seed ON COMMIT DROP AS

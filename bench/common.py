@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: the served process and the throw-away database's end."""
+"""What the benchmark scripts share: the served process, the throw-away database's end, and the words
+`api.py` and `detect.py` make German company names and addresses of."""
 
 import contextlib
 import os
@@ -58,3 +59,28 @@ def running_server(database_url: str, log_path: Path, workdir: Path, workers: in
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+# --- seed vocabulary ---------------------------------------------------------------------------
+
+SURNAMES = [
+    "Müller", "Schmidt", "Schneider", "Fischer", "Weber", "Meyer", "Wagner", "Becker", "Schulz", "Hoffmann",
+    "Schäfer", "Koch", "Bauer", "Richter", "Klein", "Wolf", "Schröder", "Neumann", "Schwarz", "Zimmermann",
+    "Braun", "Krüger", "Hofmann", "Hartmann", "Lange", "Schmitt", "Werner", "Schmitz", "Krause", "Meier",
+    "Lehmann", "Schmid", "Schulze", "Maier", "Köhler", "Herrmann", "König", "Walter", "Mayer", "Huber",
+    "Kaiser", "Fuchs", "Peters", "Lang", "Scholz", "Möller", "Weiß", "Jung", "Hahn", "Schubert",
+    "Vogel", "Friedrich", "Keller", "Günther", "Frank", "Berger", "Winkler", "Roth", "Beck", "Lorenz",
+    "Baumann", "Franke", "Albrecht", "Schuster", "Simon", "Ludwig", "Böhm", "Winter", "Kraus", "Martin",
+    "Schumacher", "Krämer", "Vogt", "Stein", "Jäger", "Otto", "Sommer", "Groß", "Seidel", "Heinrich",
+    "Brandt", "Haas", "Schreiber", "Graf", "Schulte", "Dietrich", "Ziegler", "Kuhn", "Kühn", "Pohl",
+    "Engel", "Horn", "Busch", "Bergmann", "Thomas", "Voigt", "Sauer", "Arnold", "Wolff", "Pfeiffer",
+]  # fmt: skip
+TRADES = [
+    "Bäckerei", "Metallbau", "Elektrotechnik", "Sanitär- und Heizungstechnik", "Holzhandel", "Getränkehandel",
+    "Baustoffe", "Landtechnik", "Autohaus", "Druckerei", "Gärtnerei", "Fleischerei", "Schreinerei",
+    "Großhandel", "Büromöbel", "Stahlbau", "Lebensmittel", "Fliesenfachhandel", "Werkzeugbau",
+    "Kälte- und Klimatechnik", "Dachdeckerei", "Malerbetrieb", "Spedition", "Verpackungen", "Brauerei",
+    "Apotheke", "Möbelhaus", "Zweiradhandel", "Gebäudereinigung", "Industriebedarf",
+]  # fmt: skip
+LEGAL_FORMS = ["GmbH", "GmbH & Co. KG", "AG", "KG", "e.K.", "OHG", "UG (haftungsbeschränkt)", "GmbH", "GmbH"]
+STREETS = ["Hauptstraße", "Schillerstraße", "Goethestraße", "Bahnhofstraße", "Gärtnerweg", "Mühlenstraße"]

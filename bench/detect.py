@@ -51,7 +51,7 @@ from typing import Any
 
 import asyncpg
 
-from common import drop_database, running_server
+from common import LEGAL_FORMS, STREETS, SURNAMES, TRADES, drop_database, running_server
 from customer_master.auth import service as auth_service
 from customer_master.auth.models import Role
 from customer_master.auth.schemas import ApiTokenCreate
@@ -67,18 +67,6 @@ OUT_DIR = BENCH_DIR / "out"
 
 # --- seed data ----------------------------------------------------------------------------------
 
-SURNAMES = [
-    "Müller", "Schmidt", "Schneider", "Fischer", "Weber", "Meyer", "Wagner", "Becker", "Schulz", "Hoffmann",
-    "Schäfer", "Koch", "Bauer", "Richter", "Klein", "Wolf", "Schröder", "Neumann", "Schwarz", "Zimmermann",
-    "Braun", "Krüger", "Hofmann", "Hartmann", "Lange", "Schmitt", "Werner", "Schmitz", "Krause", "Meier",
-    "Lehmann", "Schmid", "Schulze", "Maier", "Köhler", "Herrmann", "König", "Walter", "Mayer", "Huber",
-    "Kaiser", "Fuchs", "Peters", "Lang", "Scholz", "Möller", "Weiß", "Jung", "Hahn", "Schubert",
-    "Vogel", "Friedrich", "Keller", "Günther", "Frank", "Berger", "Winkler", "Roth", "Beck", "Lorenz",
-    "Baumann", "Franke", "Albrecht", "Schuster", "Simon", "Ludwig", "Böhm", "Winter", "Kraus", "Martin",
-    "Schumacher", "Krämer", "Vogt", "Stein", "Jäger", "Otto", "Sommer", "Groß", "Seidel", "Heinrich",
-    "Brandt", "Haas", "Schreiber", "Graf", "Schulte", "Dietrich", "Ziegler", "Kuhn", "Kühn", "Pohl",
-    "Engel", "Horn", "Busch", "Bergmann", "Thomas", "Voigt", "Sauer", "Arnold", "Wolff", "Pfeiffer",
-]  # fmt: skip
 # Made-up surnames from syllables, so that 300,000 names are as varied as a real customer base.
 SYLLABLES = [
     "Ber", "Hol", "Kam", "Lin", "Mar", "Ost", "Ran", "Sel", "Tan", "Wal", "Zim", "Eck", "Fal", "Grö", "Hag",
@@ -88,19 +76,11 @@ ENDINGS = [
     "mann", "berg", "feld", "hoff", "ner", "ler", "inger", "hauser", "brink", "kamp",
     "wald", "meier", "stedt", "horst", "bach", "rich", "ke", "sen", "dorf", "thal",
 ]  # fmt: skip
-TRADES = [
-    "Bäckerei", "Metallbau", "Elektrotechnik", "Sanitär- und Heizungstechnik", "Holzhandel", "Getränkehandel",
-    "Baustoffe", "Landtechnik", "Autohaus", "Druckerei", "Gärtnerei", "Fleischerei", "Schreinerei",
-    "Großhandel", "Büromöbel", "Stahlbau", "Lebensmittel", "Fliesenfachhandel", "Werkzeugbau",
-    "Kälte- und Klimatechnik", "Dachdeckerei", "Malerbetrieb", "Spedition", "Verpackungen", "Brauerei",
-    "Apotheke", "Möbelhaus", "Zweiradhandel", "Gebäudereinigung", "Industriebedarf",
-]  # fmt: skip
 CITIES = [
     "München", "Köln", "Düsseldorf", "Nürnberg", "Würzburg", "Lübeck", "Göttingen", "Osnabrück", "Saarbrücken",
     "Mönchengladbach", "Tübingen", "Berlin", "Hamburg", "Frankfurt", "Stuttgart", "Leipzig", "Dresden", "Fürth",
     "Zürich", "Wien", "Graz", "Innsbruck", "Linz", "Bremen",
 ]  # fmt: skip
-LEGAL_FORMS = ["GmbH", "GmbH & Co. KG", "AG", "KG", "e.K.", "OHG", "UG (haftungsbeschränkt)", "GmbH", "GmbH"]
 FIRST_NAMES = [
     "Jürgen", "Jörg", "Björn", "Sören", "Günter", "Käthe", "Hans-Jürgen", "Uwe", "Anna", "Lena", "Jonas", "Lukas",
     "Sabine", "Stefan", "Thomas", "Andrea", "Michael", "Birgit", "Ömer", "Zoë", "René", "Frauke", "Dörte", "Max",
@@ -110,7 +90,6 @@ FIRST_NAMES = [
 # the ~8,000 customers whose name has "Großhandel" in it (see RESULTS.md).
 RECIPIENT = ("Nordlicht Handelskontor GmbH", "Lagerstraße 5", "12345 Musterstadt")
 PUBLIC_DOMAINS = ["gmx.de", "web.de", "t-online.de", "gmail.com", "gmx.at", "bluewin.ch"]
-STREETS = ["Hauptstraße", "Schillerstraße", "Goethestraße", "Bahnhofstraße", "Gärtnerweg", "Mühlenstraße"]
 
 SLUG_FUNCTION = """
 CREATE OR REPLACE FUNCTION pg_temp.cm_bench_slug(text) RETURNS text LANGUAGE sql IMMUTABLE AS $$

@@ -45,6 +45,7 @@ MAX_ANSWERS = 1_000
 MAX_ANSWER_MATCHES = 50
 
 IntArray = npt.NDArray[np.int32]
+FloatArray = npt.NDArray[np.float32]
 
 # One statement, one snapshot: the version and every name key of the org, packed for numpy. A name whose
 # trigrams are all printable comes as their bytes, three per trigram; the others (pg_trgm shows a
@@ -56,7 +57,7 @@ WITH named AS MATERIALIZED (
             FROM (SELECT c.id, show_trgm(c.name_key) AS trigrams FROM customer c WHERE c.org_id = $1 OFFSET 0) AS k
           OFFSET 0) AS t)
 SELECT current_setting('server_encoding') AS encoding,
-       (SELECT version FROM customer_name_version WHERE org_id = $1) AS version,
+       coalesce((SELECT version FROM customer_name_version WHERE org_id = $1), 0) AS version,
        (SELECT epoch FROM customer_name_version WHERE org_id = $1) AS epoch,
        string_agg(uuid_send(id), ''::bytea ORDER BY id) AS ids,
        string_agg(int4send(cardinality(trigrams)), ''::bytea ORDER BY id) AS sizes,
@@ -89,11 +90,10 @@ def trigram_codes(trigrams: list[str]) -> frozenset[int]:
     return frozenset(trigram_code(t) for t in trigrams)
 
 
-def similarity(shared: int, size_a: int, size_b: int) -> np.float32:
-    """pg_trgm's similarity, in its float4 arithmetic."""
-    if not (size_a and size_b):
-        return np.float32(0)
-    return np.float32(shared) / np.float32(size_a + size_b - shared)
+def similarities(shared: npt.NDArray[np.integer[Any]], size: int, sizes: npt.NDArray[np.integer[Any]]) -> FloatArray:
+    """pg_trgm's similarity of a key with `size` trigrams to names with `sizes` trigrams, `shared` of them in
+    common: `count / (len1 + len2 − count)`, in its float4 arithmetic."""
+    return np.divide(shared, size + sizes - shared, dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ class OrgNames:
         rows = np.repeat(np.flatnonzero(packed_rows).astype(np.int32), sizes[packed_rows])
         return cls(
             row["epoch"],
-            row["version"] or 0,
+            row["version"],
             ids,
             sizes,
             np.concatenate([codes, np.array(other_codes, dtype=np.int32)]),
@@ -201,7 +201,7 @@ class OrgNames:
         if not size:
             return []
         found_ids: list[bytes] = []
-        found_sims: list[npt.NDArray[np.float32]] = []
+        found_sims: list[FloatArray] = []
         positions = np.searchsorted(self._codes, np.fromiter(query, dtype=np.int32, count=size))
         lists = [
             self._rows[self._bounds[p] : self._bounds[p + 1]]
@@ -214,17 +214,18 @@ class OrgNames:
             # shared / size); the bound is rounded down, the exact test follows.
             rows = np.flatnonzero(shared >= max(1, int(signals.S5_MIN_SIMILARITY * size)))
             counts = shared[rows]
-            sims = np.divide(counts, size + self._sizes[rows] - counts, dtype=np.float32)
+            sims = similarities(counts, size, self._sizes[rows])
             keep = (sims >= MIN_SIMILARITY) & self._alive[rows]
             found_ids.extend(self._ids[rows[keep]].tolist())
             found_sims.append(sims[keep])
-        written_sims = []
-        for customer_id, codes in self._written.items():
-            sim = similarity(len(query & codes), size, len(codes))
-            if sim >= MIN_SIMILARITY:
-                found_ids.append(customer_id)
-                written_sims.append(sim)
-        sims = np.concatenate([*found_sims, np.array(written_sims, dtype=np.float32)])
+        if self._written:
+            written_ids = list(self._written)
+            shared = np.array([len(query & self._written[i]) for i in written_ids])
+            sims = similarities(shared, size, np.array([len(self._written[i]) for i in written_ids]))
+            keep = sims >= MIN_SIMILARITY
+            found_ids.extend(i for i, kept in zip(written_ids, keep.tolist(), strict=True) if kept)
+            found_sims.append(sims[keep])
+        sims = np.concatenate(found_sims) if found_sims else np.array([], dtype=np.float32)
         chosen = np.arange(len(sims))
         if len(sims) > limit:
             last = np.partition(sims, len(sims) - limit)[len(sims) - limit]

@@ -163,7 +163,7 @@ def signal_query(org_id: OrgId, evidence: Evidence, name_hits: Sequence[NameHit]
 # The compared texts' keys and trigrams, and the org's name version, in one round trip.
 COMPARED = """
 SELECT t.ord, k.key, show_trgm(k.key) AS trigrams,
-       (SELECT version FROM customer_name_version WHERE org_id = $1) AS version,
+       coalesce((SELECT version FROM customer_name_version WHERE org_id = $1), 0) AS version,
        (SELECT epoch FROM customer_name_version WHERE org_id = $1) AS epoch
   FROM unnest($2::text[]) WITH ORDINALITY AS t(line, ord)
  CROSS JOIN LATERAL (SELECT cm_company_key(t.line) AS key) AS k
@@ -174,9 +174,7 @@ async def _name_hits(session: AsyncSession, conn: asyncpg.Connection, org_id: Or
     """S5's matches: per compared text, its most similar customers. Texts with the same key are compared
     once (the first of them is the signal's value)."""
     compared = await conn.fetch(COMPARED, org_id, names)
-    index = await name_index.indexes_for(session).current(
-        conn, org_id, compared[0]["epoch"], compared[0]["version"] or 0
-    )
+    index = await name_index.indexes_for(session).current(conn, org_id, compared[0]["epoch"], compared[0]["version"])
     hits: list[NameHit] = []
     seen: set[str] = set()
     for row in compared:

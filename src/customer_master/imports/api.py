@@ -10,9 +10,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from customer_master.auth.tenancy import Principal
 from customer_master.config import get_settings
 from customer_master.deps import SessionDep, Writer
 from customer_master.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
@@ -47,6 +49,20 @@ def max_upload_bytes(request: Request) -> int:
     """`CM_MAX_UPLOAD_MB`; an app may carry its own value in `app.state.max_upload_mb`."""
     megabytes = getattr(request.app.state, "max_upload_mb", None) or get_settings().max_upload_mb
     return int(megabytes) * MIB
+
+
+async def import_upload(
+    session: AsyncSession, principal: Principal, upload: UploadFile, *, dry_run: bool
+) -> ImportReport:
+    """An uploaded CSV into the principal's org: the API's import and the web page's preview and apply."""
+    return await service.import_customers_csv(
+        session,
+        principal.org_id,
+        upload.file,
+        service.ImportSource.from_principal(principal, upload.filename),
+        dry_run=dry_run,
+        max_line_length=get_settings().import_max_line_length,
+    )
 
 
 class _BodyTooLarge(MultiPartException):
@@ -111,14 +127,7 @@ async def import_customers(
 ) -> ImportReport:
     upload = await receive_csv_upload(request)
     try:
-        return await service.import_customers_csv(
-            session,
-            principal.org_id,
-            upload.file,
-            service.ImportSource.from_principal(principal, upload.filename),
-            dry_run=dry_run,
-            max_line_length=get_settings().import_max_line_length,
-        )
+        return await import_upload(session, principal, upload, dry_run=dry_run)
     finally:
         await upload.close()
 

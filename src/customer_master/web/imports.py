@@ -22,7 +22,7 @@ from customer_master.auth.tenancy import Principal
 from customer_master.config import get_settings
 from customer_master.errors import AppError, PayloadTooLarge, ValidationFailed
 from customer_master.imports import service
-from customer_master.imports.api import max_upload_bytes
+from customer_master.imports.api import import_upload, max_upload_bytes
 from customer_master.imports.export import parse_delimiter, stream_customers_csv
 from customer_master.imports.reader import CsvReader, ensure_field_size_limit
 from customer_master.imports.schemas import ImportReport
@@ -101,14 +101,7 @@ def _failed_rows(report: ImportReport) -> str:
 
 async def _run(request: Request, principal: Principal, upload: UploadFile, *, dry_run: bool) -> ImportReport:
     async with database(request).transaction() as session:
-        return await service.import_customers_csv(
-            session,
-            principal.org_id,
-            upload.file,
-            service.ImportSource.from_principal(principal, upload.filename),
-            dry_run=dry_run,
-            max_line_length=get_settings().import_max_line_length,
-        )
+        return await import_upload(session, principal, upload, dry_run=dry_run)
 
 
 async def _import(request: Request, principal: Principal, *, apply: bool) -> Response:

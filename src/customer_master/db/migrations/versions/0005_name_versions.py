@@ -82,9 +82,10 @@ BEGIN
   RETURN NULL;
 END $$;
 
-CREATE FUNCTION cm_customer_names_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+-- For inserts and deletes alike: both triggers name their transition table `changed_rows`.
+CREATE FUNCTION cm_customer_names_added_or_removed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  PERFORM cm_note_name_changes(org_id, array_agg(id)) FROM new_rows GROUP BY org_id;
+  PERFORM cm_note_name_changes(org_id, array_agg(id)) FROM changed_rows GROUP BY org_id;
   RETURN NULL;
 END $$;
 
@@ -99,19 +100,13 @@ BEGIN
   RETURN NULL;
 END $$;
 
-CREATE FUNCTION cm_customer_names_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  PERFORM cm_note_name_changes(org_id, array_agg(id)) FROM old_rows GROUP BY org_id;
-  RETURN NULL;
-END $$;
-
 CREATE TRIGGER customer_names_inserted AFTER INSERT ON customer
-  REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION cm_customer_names_inserted();
+  REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION cm_customer_names_added_or_removed();
 CREATE TRIGGER customer_names_updated AFTER UPDATE ON customer
   REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
   FOR EACH STATEMENT EXECUTE FUNCTION cm_customer_names_updated();
 CREATE TRIGGER customer_names_deleted AFTER DELETE ON customer
-  REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION cm_customer_names_deleted();
+  REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION cm_customer_names_added_or_removed();
 CREATE TRIGGER customer_names_truncated AFTER TRUNCATE ON customer
   FOR EACH STATEMENT EXECUTE FUNCTION cm_customer_names_truncated();
 
@@ -124,9 +119,8 @@ DROP TRIGGER customer_names_truncated ON customer;
 DROP TRIGGER customer_names_deleted ON customer;
 DROP TRIGGER customer_names_updated ON customer;
 DROP TRIGGER customer_names_inserted ON customer;
-DROP FUNCTION cm_customer_names_deleted();
 DROP FUNCTION cm_customer_names_updated();
-DROP FUNCTION cm_customer_names_inserted();
+DROP FUNCTION cm_customer_names_added_or_removed();
 DROP FUNCTION cm_customer_names_truncated();
 DROP TRIGGER customer_name_change_stamp ON customer_name_change;
 DROP FUNCTION cm_stamp_name_changes();
