@@ -5,17 +5,17 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from customer_master import openapi, ops
 from customer_master.auth.api import router as auth_router
 from customer_master.config import get_settings, resolve_jwt_secret
 from customer_master.customers.api import router as customers_router
+from customer_master.db.faults import DRIVER_ERRORS, is_connection_lost
 from customer_master.db.session import Database
 from customer_master.detection.api import router as detection_router
 from customer_master.errors import AppError, RateLimited, ServiceUnavailable, error_body
@@ -139,39 +139,18 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
-        if _is_connection_problem(exc):
-            error = ServiceUnavailable()
-            return error_response(request, error.code, error.status, error.message)
-        logger.exception("database error", exc_info=exc)
-        return error_response(request, "INTERNAL_ERROR", 500, "Internal error")
+        return await unexpected_error(request, exc)
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-        if _is_connection_problem(exc):
+        if is_connection_lost(exc):
             error = ServiceUnavailable()
             return error_response(request, error.code, error.status, error.message)
         logger.exception("unhandled error", exc_info=exc)
         return error_response(request, "INTERNAL_ERROR", 500, "Internal error")
 
-    # The driver's own errors when a new connection fails arrive unwrapped. Handled here, not by the
-    # catch-all above, which re-raises after answering (the server then logs a crash and drops the connection).
-    for connection_error in CONNECTION_ERRORS:
-        app.add_exception_handler(connection_error, unexpected_error)
-
-
-CONNECTION_ERRORS = (
-    OSError,  # also TimeoutError, ConnectionRefusedError
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,  # also ConnectionDoesNotExistError
-    asyncpg.CannotConnectNowError,
-)
-
-
-def _is_connection_problem(exc: BaseException) -> bool:
-    """The database is unreachable or the connection was lost: nothing was applied, retry is safe."""
-    if isinstance(exc, OperationalError | InterfaceError) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
-    ):
-        return True
-    cause = exc.orig if isinstance(exc, DBAPIError) else exc
-    return isinstance(cause, CONNECTION_ERRORS)
+    # The driver's own errors outside a request transaction (`Database.transaction` turns a lost
+    # connection into `ServiceUnavailable`) arrive unwrapped. Handled here, not by the catch-all above,
+    # which re-raises after answering (the server then logs a crash and drops the connection).
+    for driver_error in DRIVER_ERRORS:
+        app.add_exception_handler(driver_error, unexpected_error)

@@ -1,6 +1,7 @@
 """The HTTP edge as one ASGI middleware: request ids, the JSON media-type rule, metrics."""
 
 import json
+import logging
 import time
 import uuid
 from typing import Any
@@ -8,8 +9,11 @@ from typing import Any
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from customer_master.db.faults import is_connection_lost
 from customer_master.errors import PayloadTooLarge, UnsupportedMediaType, error_body
 from customer_master.metrics import HTTP_DURATION, HTTP_REQUESTS
+
+logger = logging.getLogger("customer_master")
 
 MAX_JSON_BODY_BYTES = 1024 * 1024
 # Endpoints whose body is a multipart upload rather than JSON.
@@ -50,11 +54,12 @@ class HttpEdgeMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
+        started_response = False
 
         async def send_with_request_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started_response = message["status"], True
                 response_headers = list(message.get("headers", []))
                 if not any(name.lower() == b"x-request-id" for name, _ in response_headers):
                     response_headers.append((b"x-request-id", request_id.encode()))
@@ -67,6 +72,12 @@ class HttpEdgeMiddleware:
                 await self._send_error(send_with_request_id, rejection, request_id)
             else:
                 await self.app(scope, receive, send_with_request_id)
+        except Exception as exc:
+            if not started_response or not is_connection_lost(exc):
+                raise
+            # A streamed response (the export) lost its database after its status was sent: nothing can
+            # say so but an incomplete body, which the server makes of a response left unfinished.
+            logger.warning("database lost while sending %s %s: response cut short", scope["method"], scope["path"])
         finally:
             route = scope.get("route")
             label = getattr(route, "path", None) or "unmatched"

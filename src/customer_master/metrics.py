@@ -1,6 +1,6 @@
 """Prometheus metrics of the process."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 HTTP_REQUESTS = Counter("http_requests_total", "HTTP requests", ["method", "route", "status"])
 HTTP_DURATION = Histogram(
@@ -10,3 +10,4 @@ HTTP_DURATION = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 IMPORT_ROWS = Counter("customer_import_rows_total", "CSV rows imported, by outcome", ["outcome"])
+DB_POOL_CONNECTIONS = Gauge("db_pool_connections", "Database connections of this process's pools", ["state"])

@@ -145,7 +145,7 @@ async def login(db: Database, jwt_secret: str, ttl_s: int, org_slug: str, email:
     Runs its own transactions: a failed attempt must be recorded although the request fails.
     """
     account_key = f"{org_slug.strip().lower()}:{email.strip().lower()}"
-    async with db.sessionmaker() as session, session.begin():
+    async with db.transaction() as session:
         count, oldest, now = (
             await session.execute(
                 text(
@@ -167,7 +167,7 @@ async def login(db: Database, jwt_secret: str, ttl_s: int, org_slug: str, email:
     password_ok = await to_thread.run_sync(
         security.verify_password, user.password_hash if user else _DUMMY_HASH, password
     )
-    async with db.sessionmaker() as session, session.begin():
+    async with db.transaction() as session:
         if user is None or not password_ok:
             await session.execute(
                 text(

@@ -1,6 +1,8 @@
 """The engine and the one-transaction-per-request session."""
 
 import asyncio
+import contextlib
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,6 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from customer_master.config import Settings
 from customer_master.db.embedded import DATABASE_NAME, ensure_database, start_embedded_server
+from customer_master.db.faults import is_connection_lost, leaves_connection_clean
+from customer_master.errors import AppError, ServiceUnavailable
+from customer_master.metrics import DB_POOL_CONNECTIONS
 
 
 async def resolve_database_url(settings: Settings) -> str:
@@ -22,6 +27,12 @@ async def resolve_database_url(settings: Settings) -> str:
     return await ensure_database(server_url, DATABASE_NAME)
 
 
+# A backend whose client has gone (a killed CLI import, a `kill -9` of the server) notices it within
+# seconds, even in the middle of a long statement or a lock wait, and rolls back: its locks (the org's
+# import lock) are free again (PostgreSQL ≥ 14).
+CONNECTION_SETTINGS = {"application_name": "customer-master", "client_connection_check_interval": "2s"}
+
+
 def create_engine(database_url: str, pool_size: int = 10) -> AsyncEngine:
     """An asyncpg engine for a plain libpq URL (`postgresql://…`, also with `?host=/socket/dir`).
 
@@ -30,7 +41,7 @@ def create_engine(database_url: str, pool_size: int = 10) -> AsyncEngine:
     """
 
     async def connect() -> asyncpg.Connection:
-        return await asyncpg.connect(database_url, server_settings={"application_name": "customer-master"})
+        return await asyncpg.connect(database_url, server_settings=CONNECTION_SETTINGS)
 
     engine = create_async_engine(
         "postgresql+asyncpg://",
@@ -70,12 +81,55 @@ class Database:
         self.url = url
         self.engine = create_engine(url, pool_size)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        _LIVE.add(self)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """One transaction: committed when the body succeeds, rolled back when it raises."""
-        async with self.sessionmaker() as session, session.begin():
-            yield session
+        """One transaction: committed when the body succeeds, rolled back when it raises.
+
+        A connection that may be left in the middle of an operation (see `faults.leaves_connection_clean`)
+        is closed, not rolled back and returned to the pool: a connection belongs to one request until it
+        is clean or discarded. A lost connection becomes `ServiceUnavailable` (503): nothing was applied.
+        """
+        async with self.sessionmaker() as session:
+            try:
+                yield session
+                await session.commit()
+            except BaseException as exc:
+                await _end_failed(session, exc)
+                if is_connection_lost(exc) and not isinstance(exc, AppError):
+                    raise ServiceUnavailable() from exc
+                raise
+
+    async def ping(self, timeout_s: float) -> None:
+        """`SELECT 1` on a pooled connection within `timeout_s`, else an exception."""
+        async with asyncio.timeout(timeout_s), self.transaction() as session:
+            await (await driver_connection(session)).fetchval("SELECT 1")
+
+    def pool_connections(self) -> tuple[int, int]:
+        """(in use, idle) connections of the pool."""
+        pool = self.engine.pool
+        return getattr(pool, "checkedout", lambda: 0)(), getattr(pool, "checkedin", lambda: 0)()
 
     async def dispose(self) -> None:
+        _LIVE.discard(self)
         await self.engine.dispose()
+
+
+async def _end_failed(session: AsyncSession, exc: BaseException) -> None:
+    """Roll back a clean connection; close one that may be mid-operation, without a word to the server."""
+    if leaves_connection_clean(exc) or not session.in_transaction():
+        await session.rollback()
+        return
+    with contextlib.suppress(Exception):
+        connection = await session.connection()
+        raw = await connection.get_raw_connection()
+        driver: asyncpg.Connection = raw.driver_connection
+        driver.terminate()  # a graceful close would wait for the operation in flight, or fail on it
+    await session.invalidate()
+
+
+# Every engine of the process, for the pool gauges of /metrics.
+_LIVE: "weakref.WeakSet[Database]" = weakref.WeakSet()
+DB_POOL_CONNECTIONS.labels("in_use").set_function(lambda: sum(db.pool_connections()[0] for db in list(_LIVE)))
+DB_POOL_CONNECTIONS.labels("idle").set_function(lambda: sum(db.pool_connections()[1] for db in list(_LIVE)))

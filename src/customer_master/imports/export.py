@@ -16,7 +16,7 @@ import asyncpg
 
 from customer_master.auth.tenancy import OrgId
 from customer_master.customers.schemas import ADDRESS_FIELDS
-from customer_master.db.session import Database
+from customer_master.db.session import Database, driver_connection
 from customer_master.imports.rows import COLUMNS, METADATA_PREFIX
 
 ROWS_PER_CHUNK = 500
@@ -81,9 +81,8 @@ def _row(record: asyncpg.Record, metadata_keys: list[str]) -> list[str]:
 
 async def stream_customers_csv(database: Database, org_id: OrgId, delimiter: str = ",") -> AsyncIterator[bytes]:
     """The org's customers as UTF-8 CSV, in chunks of a few hundred rows."""
-    async with database.engine.connect() as connection:
-        raw = await connection.get_raw_connection()
-        conn: asyncpg.Connection = raw.driver_connection
+    async with database.transaction() as session:
+        conn = await driver_connection(session)
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             metadata_keys = sorted(record["key"] for record in await conn.fetch(METADATA_KEYS, org_id))
             buffer = io.StringIO()
