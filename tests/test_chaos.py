@@ -180,7 +180,11 @@ class Client:
         work += [self.import_csv] if self.number < 3 else []
         try:
             while time.monotonic() < until:
-                await self.random.choice(work)()
+                operation = self.random.choice(work)
+                try:
+                    await operation()
+                except httpx.TransportError as exc:  # the server dropped the connection: no answer at all
+                    self.ledger.failures.append(f"{operation.__name__}: no answer ({exc!r})")
         finally:
             await self.http.aclose()
             await self.web.aclose()

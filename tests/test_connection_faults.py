@@ -1,0 +1,112 @@
+"""A connection belongs to one request until it is clean or discarded (issue 9), shown one fault at a time.
+
+`test_chaos.py` mixes all faults under load; these show each one alone, on the test server's own pool.
+"""
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from customer_master.db.session import Database, driver_connection
+from customer_master.errors import ServiceUnavailable
+from tests.conftest import Db, OrgContext, create_customer
+
+SLOW = "SELECT pg_sleep(30)"
+
+
+async def backend_pid(database: Database) -> int:
+    async with database.transaction() as session:
+        pid: int = await (await driver_connection(session)).fetchval("SELECT pg_backend_pid()")
+        return pid
+
+
+async def start_slow_statement(database: Database) -> tuple["asyncio.Task[Any]", int]:
+    """A transaction whose statement runs until it is stopped; and its backend's pid."""
+    started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def slow() -> None:
+        async with database.transaction() as session:
+            conn = await driver_connection(session)
+            started.set_result(await conn.fetchval("SELECT pg_backend_pid()"))
+            await conn.fetchval(SLOW)
+
+    task = asyncio.ensure_future(slow())
+    return task, await started
+
+
+async def statement_still_running(database: Database, pid: int) -> bool:
+    conn = await asyncpg.connect(database.url)
+    try:
+        return bool(await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid))
+    finally:
+        await conn.close()
+
+
+def test_a_cancelled_request_never_hands_its_connection_to_the_next(db: Db) -> None:
+    """The client went away mid-statement: its connection is closed, not pooled, and its backend stops."""
+
+    async def scenario() -> tuple[int, set[int], bool]:
+        task, pid = await start_slow_statement(db.database)
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        following = {await backend_pid(db.database) for _ in range(5)}
+        for _ in range(50):  # the server notices the closed socket at once
+            if not await statement_still_running(db.database, pid):
+                return pid, following, False
+            await asyncio.sleep(0.1)
+        return pid, following, True
+
+    pid, following, still_running = db.run(scenario())
+    assert pid not in following
+    assert not still_running
+    assert db.database.pool_connections()[0] == 0
+
+
+def test_a_terminated_backend_is_a_503_and_its_connection_is_discarded(db: Db) -> None:
+    async def scenario() -> tuple[int, BaseException | None, set[int]]:
+        task, pid = await start_slow_statement(db.database)
+        conn = await asyncpg.connect(db.database.url)
+        try:
+            await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await conn.close()
+        error = await asyncio.gather(task, return_exceptions=True)
+        return pid, error[0], {await backend_pid(db.database) for _ in range(5)}
+
+    pid, error, following = db.run(scenario())
+    assert isinstance(error, ServiceUnavailable)
+    assert pid not in following
+    assert db.database.pool_connections()[0] == 0
+
+
+def test_requests_after_the_pool_lost_its_backends_answer_200_or_503_never_500(
+    db: Db, client: httpx.Client, org: OrgContext
+) -> None:
+    """Every pooled connection's backend is terminated while it sits idle (a restart, a failover)."""
+    customer = create_customer(client, org)
+    reads = [f"/api/v1/customers/{customer['id']}", "/api/v1/customers?q=muster", "/readyz", "/api/v1/me"]
+
+    async def terminate_idle_backends() -> int:
+        conn = await asyncpg.connect(db.database.url)
+        try:
+            terminated: int = await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = 'customer-master' AND state = 'idle' AND pid <> pg_backend_pid()"
+            )
+            return terminated
+        finally:
+            await conn.close()
+
+    for _ in range(3):
+        assert db.run(terminate_idle_backends()) > 0
+        with httpx.Client(base_url=str(client.base_url), headers=org.headers()) as http:
+            statuses = [http.get(path).status_code for path in reads * 3]
+        assert set(statuses) <= {200, 503}, statuses
+    # Once the dead connections are gone, everything answers again.
+    assert {client.get(path, headers=org.headers()).status_code for path in reads} == {200}
+    assert db.database.pool_connections()[0] == 0
