@@ -13,7 +13,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from babel.dates import format_datetime
 from fastapi import Depends, Request, Response
@@ -27,8 +27,9 @@ from customer_master.auth import security
 from customer_master.auth import service as auth_service
 from customer_master.auth.models import Role
 from customer_master.auth.tenancy import Principal
+from customer_master.db.faults import is_connection_lost
 from customer_master.db.session import Database
-from customer_master.errors import AppError, AuthRequired, Forbidden, NotFound
+from customer_master.errors import AppError, AuthRequired, Forbidden, NotFound, ServiceUnavailable
 from customer_master.web.i18n import LANGUAGES, gettext_for, language_of, translations
 
 SESSION_COOKIE = "cm_session"
@@ -93,11 +94,51 @@ class WebRoute(APIRoute):
                 return error_response(request, exc)
             except RequestValidationError:  # only path and query parameters are declared: a bad id
                 return error_response(request, NotFound("No such page"))
+            except Exception as exc:  # what the driver raises outside a request transaction
+                if not is_connection_lost(exc):
+                    raise
+                return unavailable_response(request)
 
         return handle
 
 
+def unavailable_response(request: Request) -> Response:
+    """The database is unreachable: 503 with a page that says so and offers to try again, not the API's JSON.
+
+    Nothing of the request was applied (API.md §1), so trying again is safe: "try again" reloads the page for
+    a GET; after a form post (or an htmx request) it leads back to the page the form was on.
+    """
+    _ = gettext_for(request)
+    reading = request.method in ("GET", "HEAD")
+    if reading:
+        message = _("The database cannot be reached at the moment, so this page cannot be shown.")
+    else:
+        message = _("The database cannot be reached at the moment. Nothing you sent was saved.")
+    context = {
+        "title": _("Database unavailable"),
+        "message": message,
+        "status": 503,
+        "retry_url": local_path(request) if reading and not is_htmx(request) else page_of_form(request),
+    }
+    headers = {"Cache-Control": "no-store"}
+    if is_htmx(request):
+        headers |= {"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"}
+        return render(request, "_error.html", context, status=503, headers=headers)
+    return render(request, "error.html", context, status=503, headers=headers)
+
+
+def page_of_form(request: Request) -> str:
+    """The page this request was sent from (htmx names it; a browser's Referer, on this site only), else the start."""
+    for header in ("hx-current-url", "referer"):
+        sent = urlsplit(request.headers.get(header, ""))
+        if sent.netloc == request.url.netloc and sent.path:
+            return safe_next(sent.path + ("?" + sent.query if sent.query else ""))
+    return safe_next(None)
+
+
 def error_response(request: Request, exc: AppError) -> Response:
+    if isinstance(exc, ServiceUnavailable):
+        return unavailable_response(request)
     if isinstance(exc, LoginRequired):
         target = "/login?next=" + quote(local_path(request), safe="/")
         if is_htmx(request):
@@ -114,7 +155,6 @@ def error_response(request: Request, exc: AppError) -> Response:
         413: _("Too large"),
         422: _("Invalid input"),
         429: _("Too many attempts"),
-        503: _("Service unavailable"),
     }
     context = {"title": titles.get(exc.status, _("Error")), "message": exc.message, "status": exc.status}
     if is_htmx(request):
@@ -183,13 +223,22 @@ def renew_csrf(request: Request) -> None:
 
 async def check_csrf(request: Request) -> None:
     """Every state-changing request must carry the token of this browser's nonce."""
-    if request.headers.get("sec-fetch-site") == "cross-site":
+    needs_form = request.headers.get(CSRF_HEADER) is None and not is_cross_site(request)
+    verify_csrf(request, await request.form(max_part_size=MAX_FORM_FIELD_BYTES) if needs_form else None)
+
+
+def is_cross_site(request: Request) -> bool:
+    return request.headers.get("sec-fetch-site") == "cross-site"
+
+
+def verify_csrf(request: Request, form: Mapping[str, Any] | None = None) -> None:
+    """The token htmx sends as a header, else the form's hidden field (for a route that reads its own body)."""
+    if is_cross_site(request):
         raise CsrfRejected()
     nonce = request.cookies.get(CSRF_COOKIE)
     sent = request.headers.get(CSRF_HEADER)
-    if sent is None:
-        value = (await request.form(max_part_size=MAX_FORM_FIELD_BYTES)).get(CSRF_FIELD)
-        sent = value if isinstance(value, str) else None
+    if sent is None and form is not None:
+        sent = form_text(form, CSRF_FIELD)
     if not nonce or not sent or not hmac.compare_digest(sent.encode(), _sign(request, nonce).encode()):
         raise CsrfRejected()
 

@@ -3,6 +3,9 @@
 Stateless like the API: the file stays chosen in the page's file input, so "apply" and "download the
 failing rows" send it again. "Apply" carries the SHA-256 of the file that was checked; a different file
 is checked again instead of being applied unseen.
+
+The three posts read their body themselves (`_upload`): once, cut off at the API's upload limit while it
+streams in, and the CSRF token is checked there (the `CsrfChecked` dependency would spool all of it first).
 """
 
 import csv
@@ -17,25 +20,35 @@ from anyio import to_thread
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from customer_master.auth.tenancy import Principal
 from customer_master.config import get_settings
 from customer_master.errors import AppError, PayloadTooLarge, ValidationFailed
 from customer_master.imports import service
-from customer_master.imports.api import import_upload, max_upload_bytes
+from customer_master.imports.api import (
+    MIB,
+    MULTIPART_OVERHEAD,
+    _BodyTooLarge,
+    _limited,
+    import_upload,
+    max_upload_bytes,
+)
 from customer_master.imports.export import parse_delimiter, stream_customers_csv
 from customer_master.imports.reader import CsvReader, ensure_field_size_limit
 from customer_master.imports.schemas import ImportReport
 from customer_master.web.core import (
+    CSRF_HEADER,
     MAX_FORM_FIELD_BYTES,
-    CsrfChecked,
     WebRoute,
     WebUser,
     database,
     form_text,
+    is_cross_site,
     is_htmx,
     render,
     require_writer,
+    verify_csrf,
 )
 from customer_master.web.i18n import gettext_for
 
@@ -43,7 +56,6 @@ router = APIRouter(route_class=WebRoute)
 HISTORY_SIZE = 20
 ERRORS_SHOWN = 1000
 ERROR_COLUMN = "import_error"
-MULTIPART_OVERHEAD = 64 * 1024
 
 
 async def _history(request: Request, principal: Principal) -> list[Any]:
@@ -66,19 +78,43 @@ async def import_page(request: Request, principal: WebUser) -> Response:
 
 
 async def _upload(request: Request) -> tuple[FormData, UploadFile]:
-    """The multipart form with its file; over `CM_MAX_UPLOAD_MB` is refused before it is read."""
+    """The multipart form with its file, then its CSRF token (these routes read their body themselves).
+
+    Read once, and as the API reads its upload: a body declared or streaming in larger than
+    `CM_MAX_UPLOAD_MB` (plus the form's framing) is refused as soon as that shows, not spooled first.
+    """
+    _ = gettext_for(request)
     limit = max_upload_bytes(request)
+    too_large = PayloadTooLarge(
+        _("The file is larger than the upload limit of %(megabytes)s MB.") % {"megabytes": limit // MIB}
+    )
+    if is_cross_site(request) or request.headers.get(CSRF_HEADER) is not None:
+        verify_csrf(request)  # what can be checked before the body is read
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "multipart/form-data":
+        raise ValidationFailed.one("file", _("Choose a CSV file first."))
     length = request.headers.get("content-length", "")
-    too_large = PayloadTooLarge(f"The file is larger than the upload limit of {limit // 2**20} MB (CM_MAX_UPLOAD_MB)")
     if length.isdigit() and int(length) > limit + MULTIPART_OVERHEAD:
         raise too_large
-    form = await request.form(max_part_size=MAX_FORM_FIELD_BYTES)
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile) or not upload.filename:
-        _ = gettext_for(request)
-        raise ValidationFailed.one("file", _("Choose a CSV file first."))
-    if upload.size is not None and upload.size > limit:
-        raise too_large
+    stream = _limited(request.stream(), limit + MULTIPART_OVERHEAD)
+    parser = MultiPartParser(request.headers, stream, max_files=1, max_fields=20, max_part_size=MAX_FORM_FIELD_BYTES)
+    try:
+        form = await parser.parse()
+    except _BodyTooLarge:
+        raise too_large from None
+    except MultiPartException as exc:
+        unreadable = _("The file could not be read: %(reason)s") % {"reason": exc.message}
+        raise ValidationFailed.one("file", unreadable) from None
+    try:
+        verify_csrf(request, form)
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile) or not upload.filename:
+            raise ValidationFailed.one("file", _("Choose a CSV file first."))
+        if upload.size is not None and upload.size > limit:
+            raise too_large
+    except AppError:
+        await form.close()
+        raise
     return form, upload
 
 
@@ -109,7 +145,7 @@ async def _import(request: Request, principal: Principal, *, apply: bool) -> Res
     _ = gettext_for(request)
     try:
         form, upload = await _upload(request)
-    except AppError as exc:
+    except (PayloadTooLarge, ValidationFailed) as exc:  # shown in the page; a forged form gets the error page
         return await _respond(request, principal, exc.status, rejected=exc.message)
     try:
         sha256 = await to_thread.run_sync(_sha256, upload.file)
@@ -132,13 +168,13 @@ async def _import(request: Request, principal: Principal, *, apply: bool) -> Res
     return await _respond(request, principal, **context)
 
 
-@router.post("/import/preview", dependencies=[CsrfChecked])
+@router.post("/import/preview")
 async def preview_import(request: Request, principal: WebUser) -> Response:
     """A dry run: the report exactly as the real import would give it, nothing written."""
     return await _import(request, principal, apply=False)
 
 
-@router.post("/import/apply", dependencies=[CsrfChecked])
+@router.post("/import/apply")
 async def apply_import(request: Request, principal: WebUser) -> Response:
     return await _import(request, principal, apply=True)
 
@@ -161,7 +197,7 @@ def failing_rows_csv(binary: BinaryIO, reasons: dict[int, str], max_line_length:
     return b"\xef\xbb\xbf" + out.getvalue().encode()
 
 
-@router.post("/import/failed-rows", dependencies=[CsrfChecked])
+@router.post("/import/failed-rows")
 async def download_failed_rows(request: Request, principal: WebUser) -> Response:
     require_writer(principal)
     form, upload = await _upload(request)
