@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from customer_master.auth.tenancy import Principal
@@ -65,7 +65,7 @@ async def import_upload(
     )
 
 
-class _BodyTooLarge(MultiPartException):
+class BodyTooLarge(MultiPartException):
     """Raised inside the multipart parser, so that it closes its temporary files before giving up."""
 
 
@@ -74,8 +74,26 @@ async def _limited(stream: AsyncIterator[bytes], limit: int) -> AsyncGenerator[b
     async for chunk in stream:
         received += len(chunk)
         if received > limit:
-            raise _BodyTooLarge("too large")
+            raise BodyTooLarge("too large")
         yield chunk
+
+
+async def read_multipart(request: Request, limit: int, *, max_part_size: int = MIB) -> FormData:
+    """A multipart body (files spooled to temporary files), read as the API and the web page read uploads.
+
+    A body declared or streaming in larger than `limit` plus the form's framing raises `BodyTooLarge` as
+    soon as that shows, without reading on; an unreadable one raises `MultiPartException`.
+    """
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit + MULTIPART_OVERHEAD:
+        raise BodyTooLarge("too large")
+    stream = _limited(request.stream(), limit + MULTIPART_OVERHEAD)
+    parser = MultiPartParser(request.headers, stream, max_files=1, max_fields=20, max_part_size=max_part_size)
+    return await parser.parse()
+
+
+def is_multipart(request: Request) -> bool:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower() == "multipart/form-data"
 
 
 def _too_large(megabytes: int) -> PayloadTooLarge:
@@ -84,21 +102,13 @@ def _too_large(megabytes: int) -> PayloadTooLarge:
 
 async def receive_csv_upload(request: Request) -> UploadFile:
     """The multipart field `file`, spooled to a temporary file; too large → 413 without reading on."""
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type != "multipart/form-data":
+    if not is_multipart(request):
         raise UnsupportedMediaType("Send the CSV as multipart/form-data with the file in the field 'file'")
     limit = max_upload_bytes(request)
-    megabytes = limit // MIB
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit + MULTIPART_OVERHEAD:
-        raise _too_large(megabytes)
-    parser = MultiPartParser(
-        request.headers, _limited(request.stream(), limit + MULTIPART_OVERHEAD), max_files=1, max_fields=20
-    )
     try:
-        form = await parser.parse()
-    except _BodyTooLarge:
-        raise _too_large(megabytes) from None
+        form = await read_multipart(request, limit)
+    except BodyTooLarge:
+        raise _too_large(limit // MIB) from None
     except MultiPartException as exc:
         raise ValidationFailed.one("file", f"unreadable multipart body: {exc.message}") from None
     upload = form.get("file")
@@ -109,7 +119,7 @@ async def receive_csv_upload(request: Request) -> UploadFile:
         raise ValidationFailed.one("file", "send the CSV file in the multipart field 'file'")
     if upload.size is not None and upload.size > limit:
         await upload.close()
-        raise _too_large(megabytes)
+        raise _too_large(limit // MIB)
     return upload
 
 

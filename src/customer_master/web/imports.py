@@ -20,7 +20,7 @@ from anyio import to_thread
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.datastructures import FormData, UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.formparsers import MultiPartException
 
 from customer_master.auth.tenancy import Principal
 from customer_master.config import get_settings
@@ -28,11 +28,11 @@ from customer_master.errors import AppError, PayloadTooLarge, ValidationFailed
 from customer_master.imports import service
 from customer_master.imports.api import (
     MIB,
-    MULTIPART_OVERHEAD,
-    _BodyTooLarge,
-    _limited,
+    BodyTooLarge,
     import_upload,
+    is_multipart,
     max_upload_bytes,
+    read_multipart,
 )
 from customer_master.imports.export import parse_delimiter, stream_customers_csv
 from customer_master.imports.reader import CsvReader, ensure_field_size_limit
@@ -90,17 +90,11 @@ async def _upload(request: Request) -> tuple[FormData, UploadFile]:
     )
     if is_cross_site(request) or request.headers.get(CSRF_HEADER) is not None:
         verify_csrf(request)  # what can be checked before the body is read
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type != "multipart/form-data":
+    if not is_multipart(request):
         raise ValidationFailed.one("file", _("Choose a CSV file first."))
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit + MULTIPART_OVERHEAD:
-        raise too_large
-    stream = _limited(request.stream(), limit + MULTIPART_OVERHEAD)
-    parser = MultiPartParser(request.headers, stream, max_files=1, max_fields=20, max_part_size=MAX_FORM_FIELD_BYTES)
     try:
-        form = await parser.parse()
-    except _BodyTooLarge:
+        form = await read_multipart(request, limit, max_part_size=MAX_FORM_FIELD_BYTES)
+    except BodyTooLarge:
         raise too_large from None
     except MultiPartException as exc:
         unreadable = _("The file could not be read: %(reason)s") % {"reason": exc.message}
