@@ -10,6 +10,9 @@
    statements: insert new customers, update matched ones only where a value `IS DISTINCT FROM` the
    stored one (so an unchanged customer is not written and keeps `updated_at`), un-mark replaced
    primary contacts, update and insert contacts.
+   Where PostgreSQL's statistics say `customer` or `customer_contact` holds far fewer rows than the org alone
+   has in it (taken while it was empty), they are refreshed first: with them, a lookup by key per row (the
+   contacts' foreign-key check) can turn into a scan of the org per row (`_refresh_stale_statistics`).
 4. Count, warn, record the `import_run`. A dry run does all of it inside a savepoint that it rolls
    back, so its report is the real run's report and nothing stays written (except its `import_run`).
 """
@@ -50,6 +53,14 @@ BATCH_ROWS = 5_000
 # lives apart from the single-bigint keys (the migration lock), so they never collide.
 IMPORT_LOCK_CLASS = 47_110_002
 WARNING_ROWS_IN_MESSAGE = 10
+# A table's statistics are stale when the planner expects fewer than STALE_BELOW_ROWS rows in it and the
+# org alone has more than STALE_RATIO times as many plus STALE_MIN_ROWS (`_refresh_stale_statistics`).
+STALE_BELOW_ROWS = 100_000
+STALE_RATIO = 4
+STALE_MIN_ROWS = 1_000
+# How long an import waits to analyze a table that someone else is analyzing or vacuuming (an autovacuum
+# that blocks us gives way after `deadlock_timeout`, 1 s by default).
+ANALYZE_LOCK_TIMEOUT = "2s"
 
 # Receives (rows read so far, bytes read so far).
 Progress = Callable[[int, int], None]
@@ -174,6 +185,8 @@ async def _stage(
     # Sorts and hashes of 100k-row work tables in memory; small samples suffice for their statistics.
     await conn.execute("SET LOCAL work_mem = '64MB'; SET LOCAL default_statistics_target = 10")
     await conn.execute(CREATE_STAGING)
+    # Before anything reads the org's rows (the e-mail check, the grouping, the foreign-key checks).
+    await _refresh_stale_statistics(conn, org_id, "customer", "customer_contact")
     emails = EmailCheck(await load_known_emails(conn, org_id))
     records = reader.records()
     staged = _Staged(rows=0, failed_rows=set(), errors=[])
@@ -488,8 +501,11 @@ async def _apply(conn: asyncpg.Connection, org_id: OrgId) -> _Applied:
     new, matched = await conn.fetchrow(
         "SELECT count(*) FILTER (WHERE NOT existed), count(*) FILTER (WHERE existed) FROM cm_import_customer"
     )
-    if new and await conn.fetchval(INSERT_CUSTOMERS, org_id) < new:
-        matched += await conn.fetchval(ADOPT_RACED, org_id)
+    if new:
+        if await conn.fetchval(INSERT_CUSTOMERS, org_id) < new:
+            matched += await conn.fetchval(ADOPT_RACED, org_id)
+        # Before the contacts' foreign-key checks, one lookup by (org_id, id) for each contact written.
+        await _refresh_stale_statistics(conn, org_id, "customer")
     await conn.execute(CREATE_CONTACTS)
     if matched:
         # Whatever the planner believes about `customer` (its statistics may predate a large import, or
@@ -526,6 +542,57 @@ async def _apply(conn: asyncpg.Connection, org_id: OrgId) -> _Applied:
         failed_rows=failed_rows,
         warnings=warnings,
     )
+
+
+async def _refresh_stale_statistics(conn: asyncpg.Connection, org_id: OrgId, *tables: str) -> None:
+    """`ANALYZE` each table whose statistics say it holds far fewer rows than the org alone has in it.
+
+    The planner estimates a table's rows as the density of its last `ANALYZE` or `VACUUM` (rows per page)
+    times its pages now. Taken while the table was empty but its pages were not (after a `DELETE`, before a
+    `VACUUM` gave them back), that density is 0: the table looks empty whatever it holds, every index that
+    starts with `org_id` looks as good as any other, and a lookup of one row — the contacts' foreign-key
+    check by (org_id, id), which PostgreSQL plans itself, or the e-mail check by (org_id, email) — may walk
+    the org's whole range of another index, once per row: quadratic (100,000 rows ran for many minutes).
+    An `ANALYZE` in the transaction counts the rows it has written, too, and replaces the cached plans.
+
+    Only when stale, so that it is rare: `ANALYZE` holds a lock until we commit that another `ANALYZE` of
+    the table waits for (writers do not). Its row count is visible to everyone at once (it is not
+    transactional), so an import into another org that comes later finds the statistics fresh; one that
+    tried at the same moment gives up after `ANALYZE_LOCK_TIMEOUT` and goes on with that row count.
+    """
+    for table in tables:
+        plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) SELECT FROM ONLY {table}")
+        estimate = int((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]["Plan Rows"])
+        if estimate >= STALE_BELOW_ROWS:
+            continue
+        # Whether the org holds more rows than that, counted no further than needed to know it.
+        limit = STALE_RATIO * estimate + STALE_MIN_ROWS
+        counted = await conn.fetchval(
+            f"SELECT count(*) FROM (SELECT FROM {table} WHERE org_id = $1 LIMIT $2) AS org_rows", org_id, limit + 1
+        )
+        if counted <= limit:
+            continue
+        settings = await conn.fetchrow(
+            "SELECT current_setting('lock_timeout') AS lock_timeout,"
+            " current_setting('default_statistics_target') AS target,"
+            " (SELECT reset_val FROM pg_settings WHERE name = 'default_statistics_target') AS server_target"
+        )
+        await conn.execute("SAVEPOINT cm_import_analyze")
+        try:
+            # With the server's statistics target, not the work tables' small one: these statistics stay.
+            await conn.execute(
+                f"SET LOCAL lock_timeout = '{ANALYZE_LOCK_TIMEOUT}';"
+                f" SET LOCAL default_statistics_target = {int(settings['server_target'])}; ANALYZE {table}"
+            )
+        except asyncpg.LockNotAvailableError:
+            await conn.execute("ROLLBACK TO SAVEPOINT cm_import_analyze; RELEASE SAVEPOINT cm_import_analyze")
+            continue
+        await conn.execute("RELEASE SAVEPOINT cm_import_analyze")
+        await conn.execute(
+            "SELECT set_config('lock_timeout', $1, true), set_config('default_statistics_target', $2, true)",
+            settings["lock_timeout"],
+            settings["target"],
+        )
 
 
 async def _drop_incomplete_new_customers(conn: asyncpg.Connection) -> tuple[list[dict[str, Any]], set[int]]:
