@@ -22,7 +22,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -31,11 +31,10 @@ from typing import Any, BinaryIO, Literal
 import asyncpg
 from anyio import to_thread
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from customer_master.auth.tenancy import OrgId, Principal
 from customer_master.customers.schemas import ADDRESS_FIELDS
-from customer_master.errors import ServiceUnavailable
 from customer_master.imports.emails import EmailCheck, Problem, load_known_emails
 from customer_master.imports.reader import CsvReader, ensure_field_size_limit
 from customer_master.imports.rows import (
@@ -127,16 +126,15 @@ async def import_customers_csv(
     ensure_field_size_limit(max_line_length)
     reader = await to_thread.run_sync(partial(CsvReader, file, max_line_length=max_line_length))
     validator = RowValidator(parse_header(reader.header, reader.header_line_number), defer_email=True)
-    connection = await session.connection()
-    async with _driver_connection(connection) as conn:
-        if dry_run:
-            await conn.execute("SAVEPOINT cm_import_dry_run")
-        staged = await _stage(conn, org_id, reader, validator, progress)
-        applied = await _apply(conn, org_id)
-        if dry_run:
-            await conn.execute("ROLLBACK TO SAVEPOINT cm_import_dry_run; RELEASE SAVEPOINT cm_import_dry_run")
-        report = _report(reader, validator, staged, applied, dry_run)
-        await _record_run(conn, org_id, source, report, duration_ms=int((time.monotonic() - started) * 1000))
+    conn = await _driver_in_transaction(session)
+    if dry_run:
+        await conn.execute("SAVEPOINT cm_import_dry_run")
+    staged = await _stage(conn, org_id, reader, validator, progress)
+    applied = await _apply(conn, org_id)
+    if dry_run:
+        await conn.execute("ROLLBACK TO SAVEPOINT cm_import_dry_run; RELEASE SAVEPOINT cm_import_dry_run")
+    report = _report(reader, validator, staged, applied, dry_run)
+    await _record_run(conn, org_id, source, report, duration_ms=int((time.monotonic() - started) * 1000))
     if not dry_run:
         for outcome, count in applied.row_outcomes.items():
             IMPORT_ROWS.labels(outcome).inc(count)
@@ -144,20 +142,19 @@ async def import_customers_csv(
     return report
 
 
-@contextlib.asynccontextmanager
-async def _driver_connection(connection: AsyncConnection) -> AsyncIterator[asyncpg.Connection]:
-    """The session's own asyncpg connection (COPY needs the driver); a lost connection is a 503."""
+async def _driver_in_transaction(session: AsyncSession) -> asyncpg.Connection:
+    """The session's own asyncpg connection (COPY needs the driver), inside the session's transaction.
+
+    A connection lost on it is the session's to handle (`Database.transaction`: a 503, the connection discarded).
+    """
+    connection = await session.connection()
     # SQLAlchemy's adapter sends BEGIN lazily, with its first statement: send one, so that everything
     # done on the driver below belongs to the session's transaction.
     await connection.exec_driver_sql("SELECT 1")
     raw = await connection.get_raw_connection()
     driver: asyncpg.Connection = raw.driver_connection
     assert driver.is_in_transaction(), "the import must run inside the session's transaction"
-    try:
-        yield driver
-    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.AdminShutdownError) as exc:
-        await connection.invalidate(exc)
-        raise ServiceUnavailable("The database connection was lost during the import; nothing was imported") from exc
+    return driver
 
 
 # --- 1. staging -------------------------------------------------------------------------------
