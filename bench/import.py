@@ -44,7 +44,7 @@ import asyncpg
 
 from customer_master.auth import service as auth_service
 from customer_master.auth.tenancy import OrgId
-from customer_master.db.embedded import ensure_database, start_embedded_server
+from customer_master.db.embedded import ensure_database, start_embedded_server, stop_embedded_server
 from customer_master.db.migrate import upgrade_to_head
 from customer_master.db.session import Database
 from customer_master.imports import service
@@ -495,6 +495,7 @@ def bench_database() -> Iterator[str]:
         with contextlib.suppress(Exception):
             asyncio.run(drop())
         if data_dir is not None:
+            stop_embedded_server(data_dir)
             shutil.rmtree(data_dir, ignore_errors=True)
 
 

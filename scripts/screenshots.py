@@ -23,7 +23,7 @@ import uvicorn
 from playwright.sync_api import Page, sync_playwright
 
 from customer_master.app import create_app
-from customer_master.db.embedded import ensure_database, start_embedded_server
+from customer_master.db.embedded import ensure_database, start_embedded_server, stop_embedded_server
 from customer_master.db.migrate import upgrade_to_head
 from customer_master.db.session import Database
 from customer_master.demo import DEMO_PASSWORD, DEMO_SLUG, ensure_demo_org
@@ -134,6 +134,7 @@ def main() -> None:
             for path in take_screenshots(base_url, args.out):
                 print(path)
     finally:
+        stop_embedded_server(data_dir)
         shutil.rmtree(data_dir, ignore_errors=True)
 
 

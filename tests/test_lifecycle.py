@@ -436,3 +436,35 @@ def test_a_stale_postmaster_pid_does_not_keep_the_next_process_from_starting(
         if other is not None:
             other.kill()
             other.wait()
+
+
+def test_sigterm_to_a_cli_import_rolls_it_back_and_stops_the_postgresql_it_was_the_last_user_of(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    pgdata = data_dir / "pgdata"
+    big = tmp_path / "big.csv"
+    rows = "".join(f"Big {n} GmbH,BIG-{n},EUR,de-DE\n" for n in range(300_000))
+    big.write_text("name,erp_customer_number,default_currency,default_language\n" + rows)
+    cli_import = subprocess.Popen(
+        [EXECUTABLE, "import", str(big), "--org", SLUG], env=_env(data_dir), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not (pgdata / "postmaster.pid").exists() or not postgres_processes(pgdata):
+            assert time.monotonic() < deadline, "the import did not start PostgreSQL"
+            time.sleep(0.05)
+        time.sleep(2)  # migrated, and reading the file
+        assert cli_import.poll() is None, "the import ended before the signal"
+        cli_import.send_signal(signal.SIGTERM)
+        output, _ = cli_import.communicate(timeout=60)
+    finally:
+        cli_import.kill()
+    assert cli_import.returncode == 128 + signal.SIGTERM, output.decode()
+    assert_no_postgres(pgdata)
+    export = subprocess.run(
+        [EXECUTABLE, "export", "--org", SLUG], env=_env(data_dir), capture_output=True, text=True, timeout=60
+    )
+    assert export.returncode == 0, export.stderr
+    assert "BIG-" not in export.stdout  # nothing of the import was applied
+    assert_no_postgres(pgdata)

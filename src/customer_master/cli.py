@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -47,9 +48,18 @@ def fail(message: str, code: int = 1) -> None:
 
 def database_url() -> str:
     """The database, migrated to the newest schema (safe while a server runs on it)."""
+    _exit_normally_on_sigterm()
     url = asyncio.run(resolve_database_url(get_settings()))
     upgrade_to_head(url)
     return url
+
+
+def _exit_normally_on_sigterm() -> None:
+    """SIGTERM's default ends a process without its exit hooks, which stop the embedded PostgreSQL when this
+    process is its last user; as a normal exit (status 143, as the shell reports it) they run, and the
+    transaction in flight is rolled back. `serve` installs its own handlers first (a stop there is exit 0)."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def in_transaction(url: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -89,7 +99,6 @@ def serve(
     to 10 s to finish, and the process exits 0 through the normal exit (its atexit hooks stop the embedded
     PostgreSQL when this was the last process using it).
     """
-    import signal
 
     import uvicorn
 
