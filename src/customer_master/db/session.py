@@ -119,8 +119,11 @@ class Database:
 async def _end_failed(session: AsyncSession, exc: BaseException) -> None:
     """Roll back a clean connection; close one that may be mid-operation, without a word to the server."""
     if leaves_connection_clean(exc) or not session.in_transaction():
-        await session.rollback()
-        return
+        try:
+            await session.rollback()
+            return
+        except Exception:  # the connection broke meanwhile: the error that ended the work is the one to tell
+            pass
     with contextlib.suppress(Exception):
         connection = await session.connection()
         raw = await connection.get_raw_connection()
