@@ -4,6 +4,7 @@
 """
 
 import asyncio
+import logging
 from typing import Any
 
 import asyncpg
@@ -109,4 +110,40 @@ def test_requests_after_the_pool_lost_its_backends_answer_200_or_503_never_500(
         assert set(statuses) <= {200, 503}, statuses
     # Once the dead connections are gone, everything answers again.
     assert {client.get(path, headers=org.headers()).status_code for path in reads} == {200}
+    assert db.database.pool_connections()[0] == 0
+
+
+def test_an_export_that_loses_its_connection_midway_is_cut_short_not_completed(
+    db: Db, client: httpx.Client, org: OrgContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its status was sent with the first rows: only a broken transfer can tell the client, never a clean end."""
+    rows = "".join(f"Export {n} GmbH,EX-{n},EUR,de-DE\n" for n in range(20_000))
+    upload = {"file": ("c.csv", "name,erp_customer_number,default_currency,default_language\n" + rows, "text/csv")}
+    assert client.post("/api/v1/imports/customers", files=upload, headers=org.headers()).status_code == 200
+
+    def terminate_the_export() -> None:
+        db.fetch(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'customer-master' AND query LIKE '%FROM customer c%' AND pid <> pg_backend_pid()"
+        )
+
+    def read_all() -> int:
+        received = 0
+        with client.stream("GET", "/api/v1/exports/customers.csv", headers=org.headers()) as response:
+            assert response.status_code == 200
+            for chunk in response.iter_bytes():
+                if not received:
+                    terminate_the_export()
+                received += len(chunk)
+        return received
+
+    server_log = logging.getLogger("uvicorn.error")  # uvicorn's loggers do not reach the root logger
+    server_log.addHandler(caplog.handler)
+    try:
+        with pytest.raises(httpx.RemoteProtocolError):
+            read_all()
+    finally:
+        server_log.removeHandler(caplog.handler)
+    assert not [record for record in caplog.records if record.exc_info], "a crash was logged, not a cut-short"
+    assert "response cut short" in caplog.text
     assert db.database.pool_connections()[0] == 0
