@@ -15,7 +15,7 @@ from customer_master.db.session import driver_connection
 from customer_master.detection import name_index
 from tests.conftest import Db, OrgContext, make_org
 from tests.detection.helpers import add_customer, detect
-from tests.imports.helpers import csv_of, customer_row, import_ok
+from tests.imports.helpers import blocked_by, csv_of, customer_row, import_ok
 
 T = TypeVar("T")
 
@@ -223,6 +223,7 @@ def test_an_import_and_an_edit_of_one_customer_do_not_deadlock(db: Db, org: OrgC
     async def interleaved() -> None:
         importer = await asyncpg.connect(db.database.url)
         editor = await asyncpg.connect(db.database.url)
+        monitor = await asyncpg.connect(db.database.url)
         try:
             await importer.execute("BEGIN")
             await importer.execute(
@@ -231,16 +232,18 @@ def test_an_import_and_an_edit_of_one_customer_do_not_deadlock(db: Db, org: OrgC
                 org.id,
             )
             await editor.execute("BEGIN")
-            await asyncio.wait_for(editor.execute(rename, ids["Alpha"], "Alpha Neu"), timeout=10)
+            editing = asyncio.create_task(editor.execute(rename, ids["Alpha"], "Alpha Neu"))
+            assert await blocked_by(monitor, importer.get_server_pid(), editing) == [], "the edit waits for the import"
             importing = asyncio.create_task(importer.execute(rename, ids["Alpha"], "Alpha Import"))
-            await asyncio.sleep(0.3)
-            assert not importing.done()  # the import waits for the edit's row lock
+            # The import waits for the edit's row lock (and nothing but the import waits for the edit).
+            assert await blocked_by(monitor, editor.get_server_pid(), importing) == [importer.get_server_pid()]
             await asyncio.wait_for(editor.execute("COMMIT"), timeout=10)
             await asyncio.wait_for(importing, timeout=10)
             await importer.execute("COMMIT")
         finally:
             await importer.close()
             await editor.close()
+            await monitor.close()
 
     db.run(interleaved())
     assert version_of(db, org) == 3

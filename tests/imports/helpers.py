@@ -1,9 +1,12 @@
 """Helpers for the import and export tests: upload a CSV, read what the database holds."""
 
+import asyncio
 import csv
 import io
+import time
 from typing import Any
 
+import asyncpg
 import httpx
 
 from customer_master.auth.models import Role
@@ -101,3 +104,23 @@ def warning(report: dict[str, Any], code: str) -> dict[str, Any] | None:
     matches = [w for w in report["warnings"] if w["code"] == code]
     assert len(matches) <= 1, report["warnings"]
     return matches[0] if matches else None
+
+
+async def blocked_by(monitor: asyncpg.Connection, holder_pid: int, work: "asyncio.Future[Any]") -> list[int]:
+    """The backends waiting for a lock that backend `holder_pid` holds, as soon as one waits; [] when `work`
+    finishes first (its error raised). No timing is assumed: a backend waits for a lock until it is released.
+
+    `monitor` is a connection outside any transaction, so that each look sees PostgreSQL's locks anew. The
+    deadline only ends a test that would otherwise hang.
+    """
+    deadline = time.monotonic() + 30
+    while not work.done():
+        waiting = await monitor.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)) ORDER BY pid", holder_pid
+        )
+        if waiting:
+            return [row["pid"] for row in waiting]
+        assert time.monotonic() < deadline, f"nothing waited for backend {holder_pid}, and the work did not end"
+        await asyncio.sleep(0.005)
+    work.result()
+    return []

@@ -1,15 +1,16 @@
 """One transaction per import: concurrency between imports, and failures in the middle leaving nothing behind."""
 
-import threading
-import time
+import asyncio
+import uuid
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
 from tests.conftest import Db, OrgContext, Server, create_customer, make_org
 from tests.customers.helpers import add_contact, run_together
-from tests.imports.helpers import count_customers, csv_of, customer_row, import_ok, post_csv, snapshot
+from tests.imports.helpers import blocked_by, count_customers, csv_of, customer_row, import_ok, post_csv, snapshot
 
 
 def many_rows(count: int, prefix: str, **cells: str) -> str:
@@ -80,10 +81,13 @@ def exploding_contact(db: Db) -> Any:
     db.execute("DROP FUNCTION test_explode()")
 
 
-def _existing_data(client: httpx.Client, org: OrgContext) -> None:
+def _existing_data(client: httpx.Client, org: OrgContext) -> str:
+    """Two customers, F-1 with a contact; F-1's id."""
     kept = create_customer(client, org, erp_customer_number="F-1", name="Vorher GmbH")
     add_contact(client, org, kept["id"], email="alt@f1.de", is_primary=True)
     create_customer(client, org, erp_customer_number="F-2", name="Auch vorher GmbH")
+    kept_id: str = kept["id"]
+    return kept_id
 
 
 @pytest.mark.usefixtures("exploding_contact")
@@ -108,30 +112,38 @@ def test_a_database_error_in_the_middle_leaves_the_database_as_it_was(
 def test_a_connection_killed_in_the_middle_leaves_the_database_as_it_was(
     server: Server, client: httpx.Client, db: Db, org: OrgContext
 ) -> None:
-    _existing_data(client, org)
+    kept = _existing_data(client, org)
     before = snapshot(db, org)
     first = csv_of([customer_row("F-1", name="Nachher GmbH", contact_email="neu@f1.de")])
-    content = first + many_rows(40_000, "KILL").split("\n", 1)[1]
-    responses: list[httpx.Response] = []
-    worker = threading.Thread(
-        target=lambda: responses.append(post_csv(httpx.Client(base_url=server.base_url, timeout=120), org, content))
-    )
-    worker.start()
-    killed = False
-    deadline = time.monotonic() + 60
-    while not killed and worker.is_alive() and time.monotonic() < deadline:
-        backends = db.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND datname = current_database()"
-            " AND state <> 'idle' AND query ILIKE '%cm_import%'"
-        )
-        for (pid,) in backends:
-            db.fetch("SELECT pg_terminate_backend(:pid)", pid=pid)
-            killed = True
-        time.sleep(0.01)
-    worker.join(timeout=120)
+    content = first + many_rows(2_000, "KILL").split("\n", 1)[1]
 
-    assert killed, "the import finished before it could be interrupted"
-    (response,) = responses
+    def post() -> httpx.Response:
+        with httpx.Client(base_url=server.base_url, timeout=60) as http:
+            return post_csv(http, org, content)
+
+    async def kill_the_import_in_the_middle() -> httpx.Response:
+        """The test holds F-1's row lock (FOR NO KEY UPDATE: the contacts' foreign-key checks would pass it),
+        so the import stages the file, takes the org's lock, inserts the 1,000 new customers, and then waits
+        to update F-1. Its connection is killed while it waits; the row is let go once it is gone."""
+        holder = await asyncpg.connect(db.database.url)
+        monitor = await asyncpg.connect(db.database.url)
+        try:
+            async with holder.transaction():
+                await holder.execute("SELECT FROM customer WHERE id = $1 FOR NO KEY UPDATE", uuid.UUID(kept))
+                request = asyncio.create_task(asyncio.to_thread(post))
+                waiting = await blocked_by(monitor, holder.get_server_pid(), request)
+                assert len(waiting) == 1, "the import ended without waiting for F-1"
+                (importer,) = waiting
+                query = await monitor.fetchval("SELECT query FROM pg_stat_activity WHERE pid = $1", importer)
+                assert "UPDATE customer " in query, query  # merging: past staging and the new customers
+                assert await monitor.fetchval("SELECT pg_terminate_backend($1, 10000)", importer)
+            return await request
+        finally:
+            await holder.close()
+            await monitor.close()
+
+    response = db.run(kill_the_import_in_the_middle())
+
     assert response.status_code == 503, response.text
     assert response.json()["error"]["code"] == "SERVICE_UNAVAILABLE"
     assert snapshot(db, org) == before
