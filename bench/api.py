@@ -55,6 +55,7 @@ from customer_master.customers import service as customer_service
 from customer_master.db.embedded import ensure_database, start_embedded_server, stop_embedded_server
 from customer_master.db.migrate import upgrade_to_head
 from customer_master.db.session import Database
+from customer_master.pagination import encode_cursor
 
 BENCH_DIR = Path(__file__).resolve().parent
 OUT_DIR = BENCH_DIR / "out"
@@ -645,7 +646,7 @@ async def measure_walk(bench: Bench) -> tuple[Row, str]:
                 floor.latencies.append(time.perf_counter() - began)
                 if len(rows) <= 200:
                     return
-                cursor = customer_service.encode_cursor(rows[199]["sort_name"], rows[199]["id"])
+                cursor = encode_cursor(rows[199]["sort_name"], rows[199]["id"])
 
         window = CpuWindow(bench.sql_meters)
         window.start()

@@ -1,7 +1,7 @@
 """The FastAPI application: routers, the one error shape, the HTTP edge middleware."""
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,22 +18,20 @@ from customer_master.customers.api import router as customers_router
 from customer_master.db.faults import DRIVER_ERRORS, is_connection_lost
 from customer_master.db.session import Database
 from customer_master.detection.api import router as detection_router
-from customer_master.errors import AppError, RateLimited, ServiceUnavailable, error_body
+from customer_master.errors import (
+    ERROR_BY_STATUS,
+    AppError,
+    RateLimited,
+    ServiceUnavailable,
+    ValidationFailed,
+    error_body,
+    field_errors,
+)
 from customer_master.http import HttpEdgeMiddleware
 from customer_master.imports.api import router as imports_router
 from customer_master.web.routes import router as web_router
 
 logger = logging.getLogger("customer_master")
-
-HTTP_STATUS_CODES = {
-    400: ("VALIDATION_ERROR", 422),
-    401: ("AUTH_REQUIRED", 401),
-    403: ("FORBIDDEN", 403),
-    404: ("NOT_FOUND", 404),
-    405: ("METHOD_NOT_ALLOWED", 405),
-    413: ("PAYLOAD_TOO_LARGE", 413),
-    415: ("UNSUPPORTED_MEDIA_TYPE", 415),
-}
 
 
 def create_app(database_url: str, jwt_secret: str, token_ttl_s: int = 3600, pool_size: int = 10) -> FastAPI:
@@ -92,28 +90,6 @@ def error_response(
     )
 
 
-def _field_of(error: dict[str, Any]) -> str | None:
-    """`("body", "billing_address", "country")` → `billing_address.country`; the whole body → None."""
-    loc: Sequence[Any] = error.get("loc", ())
-    if error.get("type") == "json_invalid":
-        return None
-    parts = (
-        [str(part) for part in loc[1:]]
-        if loc and loc[0] in ("body", "query", "path", "header")
-        else [str(part) for part in loc]
-    )
-    return ".".join(parts) or None
-
-
-def _reason_of(error: dict[str, Any]) -> str:
-    message = str(error.get("msg", "invalid"))
-    if error.get("type") == "json_invalid":
-        return f"malformed JSON: {error.get('ctx', {}).get('error', message)}"
-    if error.get("type") == "extra_forbidden":
-        return "unknown field"
-    return message.removeprefix("Value error, ")
-
-
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def app_error(request: Request, exc: AppError) -> JSONResponse:
@@ -122,15 +98,16 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"field": _field_of(e), "reason": _reason_of(e)} for e in exc.errors()]
+        errors = field_errors(exc.errors())
         message = "; ".join(f"{e['field'] or 'body'}: {e['reason']}" for e in errors) or "Invalid request"
         return error_response(request, "VALIDATION_ERROR", 422, message, {"errors": errors})
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code, status = HTTP_STATUS_CODES.get(exc.status_code, ("VALIDATION_ERROR", 422))
-        if exc.status_code >= 500:
-            code, status = "INTERNAL_ERROR", 500
+        # Starlette's own errors (an unknown route, a method the path does not take) in the one shape; any
+        # other client error (a 400 for a body it could not parse) is a 422.
+        error = ERROR_BY_STATUS.get(exc.status_code, ValidationFailed if exc.status_code < 500 else AppError)
+        code, status = error.code, error.status
         message = {404: "No such route", 405: "This path does not take that method"}.get(
             exc.status_code, str(exc.detail)
         )

@@ -22,7 +22,7 @@ from customer_master.db.migrate import upgrade_to_head
 from customer_master.db.session import Database, resolve_database_url
 from customer_master.detection import service as detection_service
 from customer_master.detection.schemas import CustomerHint, DetectRequest, DetectResult
-from customer_master.errors import AppError
+from customer_master.errors import AppError, field_errors
 
 T = TypeVar("T")
 
@@ -209,7 +209,7 @@ def token_create(
     try:
         data = ApiTokenCreate(name=name, role=role)
     except ValidationError as exc:
-        fail(str(exc.errors()[0]["msg"]))
+        fail(_describe(exc))
 
     async def work(session: AsyncSession) -> str:
         org_id = await auth_service.org_id_by_slug(session, org)
@@ -291,4 +291,4 @@ def _user_or_fail(email: str, name: str | None, role: Role, password: str) -> Us
 
 
 def _describe(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
+    return "; ".join(f"{error['field']}: {error['reason']}" for error in field_errors(exc.errors()))

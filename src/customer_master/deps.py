@@ -8,7 +8,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from customer_master.auth import service as auth_service
-from customer_master.auth.models import Role
+from customer_master.auth.models import ADMIN_ROLES, WRITER_ROLES, Role
 from customer_master.auth.tenancy import Principal
 from customer_master.db.session import Database
 from customer_master.errors import AuthRequired, Forbidden
@@ -54,5 +54,5 @@ def require_role(*roles: Role) -> object:
 
 
 AnyRole = Annotated[Principal, Depends(current_principal)]
-Writer = Annotated[Principal, require_role(Role.INTEGRATOR, Role.ADMIN)]
-Admin = Annotated[Principal, require_role(Role.ADMIN)]
+Writer = Annotated[Principal, require_role(*WRITER_ROLES)]
+Admin = Annotated[Principal, require_role(*ADMIN_ROLES)]

@@ -10,6 +10,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from customer_master.errors import ERROR_BY_STATUS, ERRORS
+
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 ERROR_SCHEMA: dict[str, Any] = {
     "title": "Error",
@@ -22,20 +24,7 @@ ERROR_SCHEMA: dict[str, Any] = {
             "properties": {
                 "code": {
                     "type": "string",
-                    "enum": [
-                        "AUTH_REQUIRED",
-                        "FORBIDDEN",
-                        "NOT_FOUND",
-                        "METHOD_NOT_ALLOWED",
-                        "CONFLICT",
-                        "PRECONDITION_FAILED",
-                        "PAYLOAD_TOO_LARGE",
-                        "UNSUPPORTED_MEDIA_TYPE",
-                        "VALIDATION_ERROR",
-                        "RATE_LIMITED",
-                        "INTERNAL_ERROR",
-                        "SERVICE_UNAVAILABLE",
-                    ],
+                    "enum": [error.code for error in ERRORS],
                 },
                 "message": {"type": "string"},
                 "details": {
@@ -62,18 +51,6 @@ ERROR_SCHEMA: dict[str, Any] = {
         }
     },
 }
-DESCRIPTIONS = {
-    401: "AUTH_REQUIRED: no, invalid or expired token",
-    403: "FORBIDDEN: the role may not do this, or the user is disabled",
-    404: "NOT_FOUND: no such object in the caller's org",
-    409: "CONFLICT: a unique rule is broken; `details` names the holder",
-    412: "PRECONDITION_FAILED: `If-Match` names a version that is no longer current",
-    413: "PAYLOAD_TOO_LARGE: the body is too large",
-    415: "UNSUPPORTED_MEDIA_TYPE: the body has the wrong media type",
-    422: "VALIDATION_ERROR: bad body, query or path parameter; `details.errors` lists every problem",
-    429: "RATE_LIMITED: too many failed logins; see `Retry-After`",
-    503: "SERVICE_UNAVAILABLE: the database is unavailable; nothing was applied, retry later",
-}
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -82,7 +59,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def _response(status: int) -> dict[str, Any]:
-    return {"description": DESCRIPTIONS[status], "content": {"application/json": {"schema": ERROR_REF}}}
+    error = ERROR_BY_STATUS[status]
+    return {"description": f"{error.code}: {error.description}", "content": {"application/json": {"schema": ERROR_REF}}}
 
 
 def _shared_statuses(operation: dict[str, Any]) -> set[int]:

@@ -19,6 +19,12 @@ class Role(enum.StrEnum):
     ADMIN = "ADMIN"
 
 
+# API.md §2, for the API's role dependencies and the web UI alike: who may change customers, contacts and
+# imports, and who administers the org (users, tokens, settings, deletes).
+WRITER_ROLES = frozenset({Role.INTEGRATOR, Role.ADMIN})
+ADMIN_ROLES = frozenset({Role.ADMIN})
+
+
 class UserStatus(enum.StrEnum):
     ACTIVE = "ACTIVE"
     DISABLED = "DISABLED"

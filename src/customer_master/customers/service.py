@@ -1,7 +1,5 @@
 """Customers and contacts: the rules of API.md §4 and §5. Every function takes the caller's org."""
 
-import base64
-import binascii
 import hashlib
 import json
 import uuid
@@ -29,25 +27,13 @@ from customer_master.customers.schemas import (
 )
 from customer_master.db.session import driver_connection
 from customer_master.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
+from customer_master.merge_patch import merge_patch
+from customer_master.pagination import decode_cursor, encode_cursor
 
 NOT_NULL_FIELDS = ("name", "default_currency", "default_language")
 
 
 # --- reading ----------------------------------------------------------------------------------
-
-
-def encode_cursor(sort_name: str, customer_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(json.dumps([sort_name, str(customer_id)]).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[str, uuid.UUID]:
-    try:
-        sort_name, customer_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(sort_name, str) or not isinstance(customer_id, str) or "\x00" in sort_name:
-            raise ValueError
-        return sort_name, uuid.UUID(customer_id)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise ValidationFailed.one("cursor", "not a cursor this API returned") from None
 
 
 def _like_escape(value: str) -> str:
@@ -97,7 +83,7 @@ def list_query(
             f" AND cc.customer_id = c.id AND cc.email = CAST({param(email.strip())} AS citext))"
         )
     if cursor:
-        after_name, after_id = decode_cursor(cursor)
+        after_name, after_id = decode_cursor(cursor, str)
         conditions.append(f"(lower(c.name), c.id) > ({param(after_name)}, {param(after_id)})")
     where = " AND ".join(conditions)
     if not search:
@@ -330,31 +316,6 @@ async def create_customer(session: AsyncSession, org_id: OrgId, data: CustomerCr
     return CustomerDocument(_customer_out(customer, await _contacts_of(session, org_id, customer.id)))
 
 
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7396: objects merge key by key, null removes a key, anything else replaces."""
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
-
-
-def _validation_failed(exc: ValidationError) -> ValidationFailed:
-    return ValidationFailed(
-        [
-            {
-                "field": ".".join(str(p) for p in e["loc"]) or None,
-                "reason": e["msg"].removeprefix("Value error, "),
-            }
-            for e in exc.errors()
-        ]
-    )
-
-
 async def update_customer(
     session: AsyncSession, org_id: OrgId, customer_id: uuid.UUID, patch: CustomerPatch, if_match: str | None
 ) -> CustomerDocument:
@@ -369,7 +330,7 @@ async def update_customer(
     try:
         fields = CustomerFields.model_validate(merged)
     except ValidationError as exc:
-        raise _validation_failed(exc) from None
+        raise ValidationFailed.of(exc) from None
     new_values = _stored_fields(fields)
     if all(getattr(customer, column) == value for column, value in new_values.items()):
         return CustomerDocument(current)  # nothing changed: no write, updated_at stays

@@ -11,10 +11,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from customer_master.auth.tenancy import OrgId
-from customer_master.customers.service import merge_patch
 from customer_master.db.session import driver_connection
 from customer_master.detection.schemas import CustomerDetectionSettings, OrgSettings, OrgSettingsPatch
 from customer_master.errors import NotFound
+from customer_master.merge_patch import merge_patch
 
 SECTION = "customer_detection"
 

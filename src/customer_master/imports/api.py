@@ -1,9 +1,5 @@
 """Import and export routes (API.md §6): receive the upload, call the service, shape the response."""
 
-import base64
-import binascii
-import json
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -16,11 +12,13 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from customer_master.auth.tenancy import Principal
 from customer_master.config import get_settings
+from customer_master.db.session import Database
 from customer_master.deps import SessionDep, Writer
 from customer_master.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from customer_master.imports import service
 from customer_master.imports.export import parse_delimiter, stream_customers_csv
 from customer_master.imports.schemas import ImportReport, ImportRunOut
+from customer_master.pagination import decode_cursor, encode_cursor
 from customer_master.schemas import Page
 
 router = APIRouter(prefix="/api/v1", tags=["import and export"])
@@ -142,18 +140,6 @@ async def import_customers(
         await upload.close()
 
 
-def _encode_cursor(created_at: datetime, run_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(json.dumps([created_at.isoformat(), str(run_id)]).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        created_at, run_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return datetime.fromisoformat(created_at), uuid.UUID(run_id)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise ValidationFailed.one("cursor", "not a cursor this API returned") from None
-
-
 @router.get("/imports", response_model=Page[ImportRunOut], summary="The org's imports, newest first")
 async def list_imports(
     session: SessionDep,
@@ -161,9 +147,11 @@ async def list_imports(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> dict[str, Any]:
-    after = _decode_cursor(cursor) if cursor else None
+    after = decode_cursor(cursor, datetime.fromisoformat) if cursor else None
     runs = await service.list_import_runs(session, principal.org_id, limit=limit + 1, after=after)
-    next_cursor = _encode_cursor(runs[limit - 1].created_at, runs[limit - 1].id) if len(runs) > limit else None
+    next_cursor = (
+        encode_cursor(runs[limit - 1].created_at.isoformat(), runs[limit - 1].id) if len(runs) > limit else None
+    )
     return {"items": runs[:limit], "next_cursor": next_cursor}
 
 
@@ -178,12 +166,17 @@ async def export_customers(
     principal: Writer,
     delimiter: Annotated[str, Query(description="`,` (default), `;` or a tab")] = ",",
 ) -> StreamingResponse:
+    return csv_download(request.app.state.db, principal, delimiter)
+
+
+def csv_download(database: Database, principal: Principal, delimiter: str) -> StreamingResponse:
+    """The org's customers as a CSV attachment: the API's export and the web page's download."""
     chosen = parse_delimiter(delimiter)
     if chosen is None:
         raise ValidationFailed.one("delimiter", "use ',', ';' or a tab")
     stamp = datetime.now(UTC).strftime("%Y%m%d")
     return StreamingResponse(
-        stream_customers_csv(request.app.state.db, principal.org_id, chosen),
+        stream_customers_csv(database, principal.org_id, chosen),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="customers-{principal.org_slug}-{stamp}.csv"'},
     )

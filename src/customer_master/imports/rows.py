@@ -22,6 +22,7 @@ from customer_master.customers.schemas import (
     Metadata,
     OptionalText,
 )
+from customer_master.errors import reason_of
 from customer_master.imports.reader import FileRejected
 from customer_master.schemas import Email
 
@@ -98,7 +99,7 @@ def _pydantic(type_: Any) -> Callable[[Any], Any]:
 
 def _reason(exc: ValidationError) -> tuple[str, str, dict[str, Any]]:
     error = exc.errors()[0]
-    return error["type"], str(error["msg"]).removeprefix("Value error, "), dict(error.get("ctx") or {})
+    return error["type"], reason_of(error), dict(error.get("ctx") or {})
 
 
 def _converter(column: str, validate: Callable[[str], Any], label: str, hint: str = "") -> Callable[[str], Any]:

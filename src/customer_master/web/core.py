@@ -25,11 +25,11 @@ from pydantic import ValidationError
 
 from customer_master.auth import security
 from customer_master.auth import service as auth_service
-from customer_master.auth.models import Role
+from customer_master.auth.models import ADMIN_ROLES, WRITER_ROLES
 from customer_master.auth.tenancy import Principal
 from customer_master.db.faults import is_connection_lost
 from customer_master.db.session import Database
-from customer_master.errors import AppError, AuthRequired, Forbidden, NotFound, ServiceUnavailable
+from customer_master.errors import AppError, AuthRequired, Forbidden, NotFound, ServiceUnavailable, field_errors
 from customer_master.web.i18n import LANGUAGES, gettext_for, language_of, translations
 
 SESSION_COOKIE = "cm_session"
@@ -38,7 +38,6 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 WEB_DIR = Path(__file__).parent
 STATIC_DIR = WEB_DIR / "static"
-WRITER_ROLES = (Role.INTEGRATOR, Role.ADMIN)
 # The largest form field (files aside): the import page keeps the failing rows' reasons in one.
 MAX_FORM_FIELD_BYTES = 8 * 1024 * 1024
 
@@ -68,7 +67,7 @@ def can_write(principal: Principal | None) -> bool:
 
 
 def is_admin(principal: Principal | None) -> bool:
-    return principal is not None and principal.role == Role.ADMIN
+    return principal is not None and principal.role in ADMIN_ROLES
 
 
 def require_writer(principal: Principal) -> None:
@@ -351,9 +350,8 @@ def errors_of(exc: AppError | ValidationError, prefix: str = "") -> FieldErrors:
     """The API's field errors (`billing_address.country` → its reasons), for messages beside the inputs."""
     errors: FieldErrors = {}
     if isinstance(exc, ValidationError):
-        for error in exc.errors():
-            field = ".".join(str(part) for part in error["loc"])
-            add_error(errors, prefix + field if field else None, error["msg"].removeprefix("Value error, "))
+        for error in field_errors(exc.errors()):
+            add_error(errors, prefix + error["field"] if error["field"] else None, error["reason"])
         return errors
     listed = exc.details.get("errors")
     if isinstance(listed, list) and listed:

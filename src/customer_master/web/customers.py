@@ -27,6 +27,7 @@ from customer_master.customers.schemas import (
     CustomerPatch,
 )
 from customer_master.errors import AppError, Conflict, NotFound
+from customer_master.merge_patch import merge_patch_between
 from customer_master.web.core import (
     CsrfChecked,
     FieldErrors,
@@ -131,19 +132,6 @@ def fields_from_form(form: FormData) -> tuple[dict[str, Any], FieldErrors]:
             else:
                 add_error(errors, "metadata", 'must be a JSON object, e.g. {"discount_group": "A"}')
     return fields, errors
-
-
-def merge_patch_between(old: Any, new: Any) -> Any:
-    """The RFC 7396 merge patch that turns `old` into `new` (`None` is "remove")."""
-    if not isinstance(old, dict) or not isinstance(new, dict):
-        return new
-    patch: dict[str, Any] = {key: None for key in old if key not in new}
-    for key, value in new.items():
-        if key not in old:
-            patch[key] = value
-        elif old[key] != value:
-            patch[key] = merge_patch_between(old[key], value)
-    return patch
 
 
 def _merge_errors(target: FieldErrors, more: FieldErrors) -> FieldErrors:

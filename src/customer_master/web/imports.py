@@ -12,13 +12,11 @@ import csv
 import hashlib
 import io
 import json
-from datetime import UTC, datetime
 from pathlib import PurePath
 from typing import Any, BinaryIO
 
 from anyio import to_thread
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import StreamingResponse
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException
 
@@ -29,12 +27,12 @@ from customer_master.imports import service
 from customer_master.imports.api import (
     MIB,
     BodyTooLarge,
+    csv_download,
     import_upload,
     is_multipart,
     max_upload_bytes,
     read_multipart,
 )
-from customer_master.imports.export import parse_delimiter, stream_customers_csv
 from customer_master.imports.reader import CsvReader, ensure_field_size_limit
 from customer_master.imports.schemas import ImportReport
 from customer_master.web.core import (
@@ -220,12 +218,4 @@ def _safe_name(stem: str) -> str:
 async def export_customers(request: Request, principal: WebUser, delimiter: str = ",") -> Response:
     """The API's export (every customer, the import format) as a download."""
     require_writer(principal)
-    chosen = parse_delimiter(delimiter)
-    if chosen is None:
-        raise ValidationFailed.one("delimiter", "use ',', ';' or a tab")
-    stamp = datetime.now(UTC).strftime("%Y%m%d")
-    return StreamingResponse(
-        stream_customers_csv(database(request), principal.org_id, chosen),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="customers-{principal.org_slug}-{stamp}.csv"'},
-    )
+    return csv_download(database(request), principal, delimiter)
