@@ -464,7 +464,7 @@ WITH created AS (
    WHERE NOT ic.existed
       OR NOT EXISTS (SELECT 1 FROM customer_contact cc
                       WHERE cc.org_id = $1 AND cc.customer_id = ic.customer_id AND cc.email = ic.email)
-  ON CONFLICT (customer_id, email) DO NOTHING
+  ON CONFLICT (org_id, customer_id, email) DO NOTHING
   RETURNING customer_id, id
 )
 INSERT INTO cm_import_touched (customer_id, contact_id, change) SELECT customer_id, id, 'created' FROM created
