@@ -3,6 +3,7 @@
 import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -227,3 +228,22 @@ def test_help_of_every_command(cli_env: dict[str, str], command: list[str]) -> N
 
     assert "Usage:" in stdout
     assert "customer-master " + " ".join(command) in " ".join(stdout.split())
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("migrate",),
+        ("org", "create", "--slug", "x", "--name", "X", "--admin-email", "a@x.de"),
+        ("export", "--org", "x"),
+    ],
+)
+def test_without_a_database_commands_say_so_and_exit_3(cli_env: dict[str, str], command: tuple[str, ...]) -> None:
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    with port:
+        env = cli_env | {"DATABASE_URL": f"postgresql://nobody@127.0.0.1:{port.getsockname()[1]}/nothing"}
+        result = run(env, *command)
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.startswith("error: the database is unavailable"), result.stderr
+    assert "Traceback" not in result.stderr

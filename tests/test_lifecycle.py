@@ -438,6 +438,18 @@ def test_a_stale_postmaster_pid_does_not_keep_the_next_process_from_starting(
             other.wait()
 
 
+async def until_importing(pgdata: Path, importer: subprocess.Popen[bytes]) -> None:
+    """Until the import's connection works on its staging table."""
+    conn = await asyncpg.connect(database_url(pgdata))
+    try:
+        staging = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%cm_import_row%' AND pid <> pg_backend_pid()"
+        while not await conn.fetchval(staging):
+            assert importer.poll() is None, "the import ended before it was seen"
+            await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
+
+
 def test_sigterm_to_a_cli_import_rolls_it_back_and_stops_the_postgresql_it_was_the_last_user_of(
     data_dir: Path, tmp_path: Path
 ) -> None:
@@ -454,7 +466,7 @@ def test_sigterm_to_a_cli_import_rolls_it_back_and_stops_the_postgresql_it_was_t
         while not (pgdata / "postmaster.pid").exists() or not postgres_processes(pgdata):
             assert time.monotonic() < deadline, "the import did not start PostgreSQL"
             time.sleep(0.05)
-        time.sleep(2)  # migrated, and reading the file
+        asyncio.run(until_importing(pgdata, cli_import))
         assert cli_import.poll() is None, "the import ended before the signal"
         cli_import.send_signal(signal.SIGTERM)
         output, _ = cli_import.communicate(timeout=60)

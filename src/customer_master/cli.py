@@ -18,6 +18,7 @@ from customer_master.auth.models import Role
 from customer_master.auth.schemas import ApiTokenCreate, UserCreate
 from customer_master.auth.tenancy import OrgId
 from customer_master.config import get_settings, resolve_jwt_secret
+from customer_master.db.faults import is_connection_lost
 from customer_master.db.migrate import upgrade_to_head
 from customer_master.db.session import Database, resolve_database_url
 from customer_master.detection import service as detection_service
@@ -41,6 +42,9 @@ app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
 
 
+EXIT_DATABASE_UNAVAILABLE = 3
+
+
 def fail(message: str, code: int = 1) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
@@ -49,8 +53,13 @@ def fail(message: str, code: int = 1) -> None:
 def database_url() -> str:
     """The database, migrated to the newest schema (safe while a server runs on it)."""
     _exit_normally_on_sigterm()
-    url = asyncio.run(resolve_database_url(get_settings()))
-    upgrade_to_head(url)
+    try:
+        url = asyncio.run(resolve_database_url(get_settings()))
+        upgrade_to_head(url)
+    except Exception as exc:
+        if not (is_connection_lost(exc) or isinstance(exc, OSError)):
+            raise
+        fail(f"the database is unavailable: {exc}", EXIT_DATABASE_UNAVAILABLE)
     return url
 
 

@@ -35,7 +35,6 @@ initialises and starts (`cleanup_mode=None`); this module stops.
 
 import atexit
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -54,6 +53,9 @@ DATABASE_NAME = "customer_master"
 USERS_FILE = "embedded-postgres.users"
 LOCK_FILE = "embedded-postgres.lock"
 SHUTDOWN_TIMEOUT_S = 60.0  # a fast shutdown writes a checkpoint first: seconds after a big import
+# A listed pid is the listed process when their start times agree: psutil derives them from the boot time,
+# which moves by fractions of a second when the clock is adjusted.
+START_TIME_TOLERANCE_S = 1.0
 LEFTOVER_TIMEOUT_S = 5.0  # a dead postmaster's children notice within about a second when idle
 
 logger = logging.getLogger(__name__)
@@ -144,6 +146,8 @@ async def ensure_database(server_url: str, database: str) -> str:
 @contextlib.contextmanager
 def _locked(data_dir: Path) -> Iterator[None]:
     """The data directory's lock, for this process alone; the OS releases it when the process dies."""
+    import fcntl  # POSIX: the app itself stays importable elsewhere (with DATABASE_URL)
+
     with (data_dir / LOCK_FILE).open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
@@ -178,7 +182,7 @@ def _live_users(data_dir: Path) -> list[list[Any]]:
         with contextlib.suppress(psutil.Error, TypeError, ValueError):
             pid, started = user
             process = psutil.Process(pid)
-            if abs(process.create_time() - started) < 0.05 and _is_running(process):
+            if abs(process.create_time() - started) < START_TIME_TOLERANCE_S and _is_running(process):
                 live.append([pid, started])
     return live
 
@@ -197,11 +201,17 @@ def _is_running(process: psutil.Process) -> bool:
         return False
 
 
-def _runs_in(process: psutil.Process, pgdata: Path) -> bool:
-    """One of the data directory's PostgreSQL processes: all of them run in it."""
+def _runs_in(process: psutil.Process, pgdata: Path, *, if_hidden: bool = False) -> bool:
+    """One of the data directory's PostgreSQL processes: named `postgres`, running in it.
+
+    `if_hidden` answers for a process this user may not inspect (then it is not ours to kill, but may be
+    the postmaster, whose postmaster.pid must not be removed under it).
+    """
     try:
-        return _is_running(process) and Path(process.cwd()) == pgdata
-    except psutil.Error:  # gone, or another user's process (then not this data directory's)
+        return _is_running(process) and process.name() == "postgres" and Path(process.cwd()) == pgdata
+    except psutil.AccessDenied:
+        return if_hidden
+    except psutil.Error:  # gone
         return False
 
 
@@ -212,7 +222,7 @@ def _running_postmaster(pgdata: Path) -> psutil.Process | None:
         process = psutil.Process(pid)
     except (OSError, ValueError, psutil.Error):
         return None
-    return process if _runs_in(process, pgdata) else None
+    return process if _runs_in(process, pgdata, if_hidden=True) else None
 
 
 def _clear_stale_postmaster(pgdata: Path) -> None:
@@ -222,13 +232,17 @@ def _clear_stale_postmaster(pgdata: Path) -> None:
         return
     logger.warning("%s names no running PostgreSQL (killed?): removing it and starting anew", pid_file)
     pid_file.unlink(missing_ok=True)
+    killed = False
     deadline = time.monotonic() + LEFTOVER_TIMEOUT_S
     while leftovers := [p for p in psutil.process_iter() if _runs_in(p, pgdata)]:
         if time.monotonic() > deadline:
+            if killed:
+                pids = ", ".join(str(process.pid) for process in leftovers)
+                raise RuntimeError(f"PostgreSQL processes of {pgdata} do not exit (pids {pids}): stop them first")
             for process in leftovers:
                 with contextlib.suppress(psutil.Error):
                     process.kill()
-            deadline = time.monotonic() + LEFTOVER_TIMEOUT_S
+            killed, deadline = True, time.monotonic() + LEFTOVER_TIMEOUT_S
         time.sleep(0.05)
 
 

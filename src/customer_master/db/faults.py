@@ -1,29 +1,31 @@
 """What a lost database connection is, and when a connection can no longer be trusted.
 
 The one home of these rules: the request transaction (`session.Database.transaction`), the error
-handlers (`app.py`) and the CLI all ask here.
+handlers (`app.py`, `web/core.py`) and the CLI's error messages all ask here.
 """
 
 import asyncpg
-from asyncpg.exceptions._base import DataError as ArgumentError  # a query argument its codec refused
 from sqlalchemy import exc as sa
+
+
+class DatabaseUnreachable(ConnectionError):
+    """A new connection could not be made (refused, no such host, timed out, the socket file gone)."""
+
 
 # The server or the network went away, or a new connection could not be made.
 _LOST = (
-    OSError,  # refused, reset, unreachable, timed out, no such host, a socket file gone while the server restarts
-    asyncpg.PostgresConnectionError,  # SQLSTATE class 08
-    asyncpg.InternalClientError,  # the protocol is out of step (e.g. a FATAL message reached an idle connection)
+    DatabaseUnreachable,
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08, also "the connection was closed mid-operation"
+    asyncpg.InternalClientError,  # the protocol is out of step: a FATAL message reached an idle connection
     asyncpg.AdminShutdownError,  # 57P01: pg_terminate_backend, a fast shutdown
     asyncpg.CrashShutdownError,  # 57P02
     asyncpg.CannotConnectNowError,  # 57P03: the server is starting up or shutting down
-    sa.OperationalError,
-    sa.InterfaceError,
+    asyncpg.TooManyConnectionsError,  # 53300: the server takes no more connections for now
     sa.TimeoutError,  # no pooled connection became free in time: the database is saturated
 )
 
-
 # What the driver raises by itself (not wrapped by SQLAlchemy), lost connection or not.
-DRIVER_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+DRIVER_ERRORS = (DatabaseUnreachable, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -40,11 +42,15 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 
 def is_connection_lost(exc: BaseException) -> bool:
-    """The database is unreachable or the connection was lost mid-request: a 503, and a retry is safe."""
+    """The database is unreachable or the connection was lost mid-request: a 503, and a retry is safe.
+
+    Not so an asyncpg `InterfaceError` about an operation in progress: two users of one connection are a
+    bug (a 500, logged), whatever the connection's state.
+    """
     for error in _chain(exc):
-        if isinstance(error, asyncpg.InterfaceError) and not isinstance(error, ArgumentError):
-            return True  # the connection is closed, or another operation is in progress on it
         if isinstance(error, _LOST) or (isinstance(error, sa.DBAPIError) and error.connection_invalidated):
+            return True
+        if isinstance(error, asyncpg.InterfaceError) and "connection is closed" in str(error):
             return True
     return False
 
@@ -54,7 +60,7 @@ def leaves_connection_clean(exc: BaseException) -> bool:
 
     An error raised between statements (a rule of ours, a request that failed validation, a bug) or one
     the server reported in an orderly way (a unique violation) leaves the protocol idle. After a lost
-    connection, an error of the driver itself, or an interruption (a cancelled task) an operation may
+    connection, any error of the driver itself, or an interruption (a cancelled task) an operation may
     still be in flight on it, and the next request must not inherit it.
     """
     if is_connection_lost(exc) or not isinstance(exc, Exception):

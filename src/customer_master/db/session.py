@@ -1,22 +1,34 @@
 """The engine and the one-transaction-per-request session."""
 
 import asyncio
-import contextlib
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from sqlalchemy import event
+from sqlalchemy import Connection, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session
 
 from customer_master.config import Settings
 from customer_master.db.embedded import DATABASE_NAME, ensure_database, start_embedded_server
-from customer_master.db.faults import is_connection_lost, leaves_connection_clean
+from customer_master.db.faults import DatabaseUnreachable, is_connection_lost, leaves_connection_clean
 from customer_master.errors import AppError, ServiceUnavailable
 from customer_master.metrics import DB_POOL_CONNECTIONS
+
+_DRIVER = "customer_master.driver_connection"
+
+
+class _Session(Session):
+    """Remembers the driver connection it began its transaction on, so that `_end_failed` can close it
+    without checking out a connection of its own."""
+
+
+@event.listens_for(_Session, "after_begin")
+def _remember_driver_connection(session: Session, transaction: Any, connection: Connection) -> None:
+    session.info[_DRIVER] = connection.connection.driver_connection
 
 
 async def resolve_database_url(settings: Settings) -> str:
@@ -41,7 +53,10 @@ def create_engine(database_url: str, pool_size: int = 10) -> AsyncEngine:
     """
 
     async def connect() -> asyncpg.Connection:
-        return await asyncpg.connect(database_url, server_settings=CONNECTION_SETTINGS)
+        try:
+            return await asyncpg.connect(database_url, server_settings=CONNECTION_SETTINGS)
+        except OSError as exc:  # refused, unreachable, timed out, a socket file gone while the server restarts
+            raise DatabaseUnreachable(str(exc)) from exc
 
     engine = create_async_engine(
         "postgresql+asyncpg://",
@@ -80,7 +95,7 @@ class Database:
     def __init__(self, url: str, pool_size: int = 10) -> None:
         self.url = url
         self.engine = create_engine(url, pool_size)
-        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, sync_session_class=_Session)
         _LIVE.add(self)
 
     @asynccontextmanager
@@ -89,7 +104,8 @@ class Database:
 
         A connection that may be left in the middle of an operation (see `faults.leaves_connection_clean`)
         is closed, not rolled back and returned to the pool: a connection belongs to one request until it
-        is clean or discarded. A lost connection becomes `ServiceUnavailable` (503): nothing was applied.
+        is clean or discarded. A lost connection becomes `ServiceUnavailable` (503): nothing was applied,
+        unless it was lost during the commit itself, whose outcome no client can know.
         """
         async with self.sessionmaker() as session:
             try:
@@ -124,10 +140,8 @@ async def _end_failed(session: AsyncSession, exc: BaseException) -> None:
             return
         except Exception:  # the connection broke meanwhile: the error that ended the work is the one to tell
             pass
-    with contextlib.suppress(Exception):
-        connection = await session.connection()
-        raw = await connection.get_raw_connection()
-        driver: asyncpg.Connection = raw.driver_connection
+    driver: asyncpg.Connection | None = session.info.get(_DRIVER)
+    if driver is not None:
         driver.terminate()  # a graceful close would wait for the operation in flight, or fail on it
     await session.invalidate()
 

@@ -52,11 +52,11 @@ def run_import(database_url: str, path: Path, org_slug: str, *, dry_run: bool, a
         except (FileRejected, NotFound) as exc:
             _error(_describe(exc))
             return EXIT_REJECTED
-        except AppError as exc:
+        except AppError as exc:  # also the database unavailable
             _error(_describe(exc))
             return EXIT_ERROR
         except OSError as exc:
-            _error(f"the database is unavailable: {exc}")
+            _error(f"cannot read {path}: {exc.strerror or exc}")
             return EXIT_ERROR
     if as_json:
         typer.echo(json.dumps(report.as_json(), ensure_ascii=False, indent=2))
@@ -143,7 +143,10 @@ def run_export(database_url: str, org_slug: str, output: Path | None, delimiter:
     except NotFound as exc:
         _error(exc.message)
         return EXIT_REJECTED
-    except OSError as exc:
+    except AppError as exc:  # the database is unavailable
+        _error(_describe(exc))
+        return EXIT_ERROR
+    except OSError as exc:  # the output cannot be written
         _error(str(exc))
         return EXIT_ERROR
     return EXIT_OK
