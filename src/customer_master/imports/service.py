@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from customer_master.auth.tenancy import OrgId, Principal
 from customer_master.customers.schemas import ADDRESS_FIELDS
+from customer_master.db.session import driver_connection
 from customer_master.imports.emails import EmailCheck, Problem, load_known_emails
 from customer_master.imports.reader import CsvReader, ensure_field_size_limit
 from customer_master.imports.rows import (
@@ -147,12 +148,10 @@ async def _driver_in_transaction(session: AsyncSession) -> asyncpg.Connection:
 
     A connection lost on it is the session's to handle (`Database.transaction`: a 503, the connection discarded).
     """
-    connection = await session.connection()
     # SQLAlchemy's adapter sends BEGIN lazily, with its first statement: send one, so that everything
     # done on the driver below belongs to the session's transaction.
-    await connection.exec_driver_sql("SELECT 1")
-    raw = await connection.get_raw_connection()
-    driver: asyncpg.Connection = raw.driver_connection
+    await (await session.connection()).exec_driver_sql("SELECT 1")
+    driver = await driver_connection(session)
     assert driver.is_in_transaction(), "the import must run inside the session's transaction"
     return driver
 
