@@ -166,23 +166,6 @@ async def _contacts_of(session: AsyncSession, org_id: OrgId, customer_id: uuid.U
     return list(result)
 
 
-def _customer_out(customer: Customer, contacts: list[Contact]) -> CustomerOut:
-    return CustomerOut(
-        id=customer.id,
-        org_id=customer.org_id,
-        name=customer.name,
-        erp_customer_number=customer.erp_customer_number,
-        default_currency=customer.default_currency,
-        default_language=customer.default_language,
-        billing_address=customer.billing_address_json,
-        shipping_address=customer.shipping_address_json,
-        metadata=customer.metadata_json or {},
-        contacts=[_contact_out(contact) for contact in contacts],
-        created_at=customer.created_at,
-        updated_at=customer.updated_at,
-    )
-
-
 def _contact_out(contact: Contact) -> ContactOut:
     return ContactOut.model_validate(contact, from_attributes=True)
 
@@ -196,7 +179,8 @@ class CustomerDocument:
         self.etag = '"' + hashlib.sha256(self.body).hexdigest()[:32] + '"'
 
 
-# A customer with its contacts (in `_contacts_of`'s order) in one round trip.
+# A customer with its contacts (in `_contacts_of`'s order) in one round trip: every customer document the
+# API answers is built from it (`get_customer`), so its bytes, and so its ETag, have one source.
 GET_CUSTOMER = """
 SELECT c.id, c.org_id, c.name, c.erp_customer_number, c.default_currency, c.default_language,
        c.billing_address_json::text AS billing_address, c.shipping_address_json::text AS shipping_address,
@@ -313,27 +297,27 @@ async def create_customer(session: AsyncSession, org_id: OrgId, data: CustomerCr
                 for c in data.contacts
             ],
         )
-    return CustomerDocument(_customer_out(customer, await _contacts_of(session, org_id, customer.id)))
+    return await get_customer(session, org_id, customer.id)
 
 
 async def update_customer(
     session: AsyncSession, org_id: OrgId, customer_id: uuid.UUID, patch: CustomerPatch, if_match: str | None
 ) -> CustomerDocument:
     customer = await _load_customer(session, org_id, customer_id, lock=True)
-    current = _customer_out(customer, await _contacts_of(session, org_id, customer_id))
-    check_if_match(if_match, CustomerDocument(current))
+    document = await get_customer(session, org_id, customer_id)
+    check_if_match(if_match, document)
     changes = patch.model_dump(exclude_unset=True)
     nulls = [{"field": f, "reason": "cannot be null"} for f in NOT_NULL_FIELDS if f in changes and changes[f] is None]
     if nulls:
         raise ValidationFailed(nulls)
-    merged = merge_patch(current.model_dump(include=set(CustomerFields.model_fields), mode="json"), changes)
+    merged = merge_patch(document.customer.model_dump(include=set(CustomerFields.model_fields), mode="json"), changes)
     try:
         fields = CustomerFields.model_validate(merged)
     except ValidationError as exc:
         raise ValidationFailed.of(exc) from None
     new_values = _stored_fields(fields)
     if all(getattr(customer, column) == value for column, value in new_values.items()):
-        return CustomerDocument(current)  # nothing changed: no write, updated_at stays
+        return document  # nothing changed: no write, updated_at stays
     erp_number = new_values["erp_customer_number"]
     if erp_number is not None and erp_number != customer.erp_customer_number:
         holder = await _existing_erp_holder(session, org_id, erp_number)
@@ -347,18 +331,14 @@ async def update_customer(
             )
     except IntegrityError:  # another request took the ERP number between the check and the write
         raise _erp_conflict(erp_number, await _existing_erp_holder(session, org_id, erp_number)) from None
-    await session.refresh(customer)
-    return CustomerDocument(_customer_out(customer, await _contacts_of(session, org_id, customer_id)))
+    return await get_customer(session, org_id, customer_id)
 
 
 async def delete_customer(session: AsyncSession, org_id: OrgId, customer_id: uuid.UUID, if_match: str | None) -> None:
     """The customer and (by the foreign key's cascade) its contacts."""
-    customer = await _load_customer(session, org_id, customer_id, lock=True)
+    await _load_customer(session, org_id, customer_id, lock=True)
     if if_match is not None:
-        check_if_match(
-            if_match,
-            CustomerDocument(_customer_out(customer, await _contacts_of(session, org_id, customer_id))),
-        )
+        check_if_match(if_match, await get_customer(session, org_id, customer_id))
     await session.execute(delete(Customer).where(Customer.org_id == org_id, Customer.id == customer_id))
 
 
