@@ -246,7 +246,7 @@ UPDATE customer_contact cc SET is_primary = false FROM floor_contact fc
 FLOOR_UPSERT_CONTACTS = """
 INSERT INTO customer_contact AS cc (org_id, customer_id, email, name, is_primary)
 SELECT $1, customer_id, email, name, is_primary FROM floor_contact
-ON CONFLICT (customer_id, email) DO UPDATE SET name = EXCLUDED.name, is_primary = EXCLUDED.is_primary
+ON CONFLICT (org_id, customer_id, email) DO UPDATE SET name = EXCLUDED.name, is_primary = EXCLUDED.is_primary
  WHERE (cc.name, cc.is_primary) IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.is_primary)
 """
 

@@ -18,8 +18,8 @@ reads the catalog and names the tables; this revision makes the schema pass it.
 
 An existing install keeps its data: one ALTER TABLE per table, each new index built once from the
 table, and the foreign key checked once in one join (no table rewrite): 2–2.7 s for 150,000 customers
-with 225,000 contacts (2 shared cores under load); the tables are locked for that time. Names stay as they were (`customer_pkey`,
-`uq_contact_customer_email`, …), so nothing that names a constraint changes.
+with 225,000 contacts (2 shared cores under load); the tables are locked for that time. Names stay as they
+were (`customer_pkey`, `uq_contact_customer_email`, …), so nothing that names a constraint changes.
 
 Revision ID: 0006
 Revises: 0005
