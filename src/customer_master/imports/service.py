@@ -256,8 +256,9 @@ async def _apply_email_problems(conn: asyncpg.Connection, staged: _Staged, probl
 # --- 2./3. the set-based apply ----------------------------------------------------------------
 
 
-def _last_non_empty(column: str) -> str:
-    return f"(array_agg({column} ORDER BY row_no DESC) FILTER (WHERE {column} IS NOT NULL))[1]"
+def _last_non_empty(column: str, row_no: str = "row_no") -> str:
+    """The value of `column` in the last row (by `row_no`) where it is not empty."""
+    return f"(array_agg({column} ORDER BY {row_no} DESC) FILTER (WHERE {column} IS NOT NULL))[1]"
 
 
 def _differs(column: str) -> str:
@@ -389,19 +390,23 @@ WITH changed AS (
 INSERT INTO cm_import_touched (customer_id, change) SELECT id, 'customer' FROM changed
 """
 
-CREATE_CONTACTS = """
+# What the import changed (a customer's fields, a contact, a new contact), for the counts of the report.
+CREATE_TOUCHED = (
+    "CREATE TEMPORARY TABLE cm_import_touched (customer_id uuid, contact_id uuid, change text) ON COMMIT DROP"
+)
+
+CREATE_CONTACT_GROUPS = """
 CREATE TEMPORARY TABLE cm_import_contact (
   customer_id uuid, existed boolean, email citext, name text, is_primary boolean, primary_row integer,
   maybe_disagrees boolean
-) ON COMMIT DROP;
-CREATE TEMPORARY TABLE cm_import_touched (customer_id uuid, contact_id uuid, change text) ON COMMIT DROP;
+) ON COMMIT DROP
 """
 # One row per (customer, e-mail): the last non-empty name and primary flag of the rows naming it.
 FILL_CONTACTS = f"""
 INSERT INTO cm_import_contact
 SELECT g.customer_id, g.existed, r.contact_email,
-       {_last_non_empty("r.contact_name").replace("row_no", "r.row_no")},
-       {_last_non_empty("r.contact_is_primary").replace("row_no", "r.row_no")},
+       {_last_non_empty("r.contact_name", "r.row_no")},
+       {_last_non_empty("r.contact_is_primary", "r.row_no")},
        max(r.row_no) FILTER (WHERE r.contact_is_primary),
        {_differs("r.contact_name")} OR (bool_or(r.contact_is_primary) AND NOT bool_and(r.contact_is_primary))
   FROM cm_import_row r
@@ -502,12 +507,13 @@ async def _apply(conn: asyncpg.Connection, org_id: OrgId) -> _Applied:
             matched += await conn.fetchval(ADOPT_RACED, org_id)
         # Before the contacts' foreign-key checks, one lookup by (org_id, id) for each contact written.
         await _refresh_stale_statistics(conn, org_id, "customer")
-    await conn.execute(CREATE_CONTACTS)
+    await conn.execute(CREATE_TOUCHED)
     if matched:
         # Whatever the planner believes about `customer` (its statistics may predate a large import, or
         # the org may be new to them), a join to an indexed work table never turns into repeated scans.
         await conn.execute(INDEX_GROUPS)
         await conn.execute(UPDATE_CUSTOMERS, org_id)
+    await conn.execute(CREATE_CONTACT_GROUPS)
     await conn.execute(FILL_CONTACTS)
     if matched:
         await conn.execute(INDEX_CONTACTS)
