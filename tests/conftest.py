@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import asyncpg
 import httpx
 import pytest
 import uvicorn
@@ -82,6 +83,23 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = asyncio.run(ensure_database(server_url, f"cm_test_{os.getpid()}_{secrets.token_hex(3)}"))
     upgrade_to_head(url)
     return url
+
+
+@pytest.fixture
+def scratch_database(database_url: str) -> Iterator[str]:
+    """An empty database of its own on the test server (not migrated), dropped afterwards."""
+    name = f"cm_scratch_{os.getpid()}_{secrets.token_hex(3)}"
+    url = asyncio.run(ensure_database(database_url, name))
+    yield url
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
 
 
 @contextmanager

@@ -30,17 +30,14 @@ Reference tables — small, read by every request, left out of the distributed l
 """
 
 import asyncio
-import os
-import secrets
 import uuid
-from collections.abc import Iterator, Set
+from collections.abc import Set
 from dataclasses import dataclass
 
 import asyncpg
 import pytest
 from alembic import command
 
-from customer_master.db.embedded import ensure_database
 from customer_master.db.migrate import alembic_config, upgrade_to_head
 
 ORG_ID = "org_id"  # the distribution column
@@ -164,22 +161,6 @@ async def citus_problems(url: str, schema: str = "public", tables: Classificatio
 
 def test_every_key_of_a_distributed_table_holds_org_id_and_every_table_is_classified(database_url: str) -> None:
     assert asyncio.run(citus_problems(database_url)) == []
-
-
-@pytest.fixture
-def scratch_database(database_url: str) -> Iterator[str]:
-    name = f"cm_test_citus_{os.getpid()}_{secrets.token_hex(3)}"
-    url = asyncio.run(ensure_database(database_url, name))
-    yield url
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(database_url)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
 
 
 async def _seed(url: str) -> dict[str, uuid.UUID]:

@@ -14,9 +14,6 @@ the import's own transaction: a degenerate plan fails the test instead of hangin
 
 import asyncio
 import io
-import os
-import secrets
-from collections.abc import Iterator
 
 import asyncpg
 import pytest
@@ -24,7 +21,6 @@ from sqlalchemy import text
 
 from customer_master.auth import service as auth_service
 from customer_master.auth.tenancy import OrgId
-from customer_master.db.embedded import ensure_database
 from customer_master.db.migrate import upgrade_to_head
 from customer_master.db.session import Database
 from customer_master.imports.schemas import ImportReport
@@ -47,20 +43,9 @@ def rows_csv(numbers: range, email: str = "einkauf") -> bytes:
 
 
 @pytest.fixture
-def fresh_database_url(database_url: str) -> Iterator[str]:
-    name = f"cm_test_stats_{os.getpid()}_{secrets.token_hex(3)}"
-    url = asyncio.run(ensure_database(database_url, name))
-    upgrade_to_head(url)
-    yield url
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(database_url)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
+def fresh_database_url(scratch_database: str) -> str:
+    upgrade_to_head(scratch_database)
+    return scratch_database
 
 
 async def _prepare(url: str) -> tuple[Database, asyncpg.Connection, OrgId]:
