@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, expect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from customer_master.app import create_app
-from customer_master.imports.api import MULTIPART_OVERHEAD
+from customer_master.imports.uploads import MULTIPART_OVERHEAD
 from tests.conftest import JWT_SECRET, PASSWORD, Db, OrgContext, make_org, serve_app
 from tests.web.conftest import WebOrg, log_in
 

@@ -24,7 +24,9 @@ from customer_master.auth.tenancy import Principal
 from customer_master.config import get_settings
 from customer_master.errors import AppError, PayloadTooLarge, ValidationFailed
 from customer_master.imports import service
-from customer_master.imports.api import (
+from customer_master.imports.reader import CsvReader, ensure_field_size_limit
+from customer_master.imports.schemas import ImportReport
+from customer_master.imports.uploads import (
     MIB,
     BodyTooLarge,
     csv_download,
@@ -33,8 +35,6 @@ from customer_master.imports.api import (
     max_upload_bytes,
     read_multipart,
 )
-from customer_master.imports.reader import CsvReader, ensure_field_size_limit
-from customer_master.imports.schemas import ImportReport
 from customer_master.web.core import (
     CSRF_HEADER,
     MAX_FORM_FIELD_BYTES,
