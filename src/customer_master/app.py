@@ -27,6 +27,8 @@ from customer_master.errors import (
     error_body,
     field_errors,
 )
+from customer_master.history.api import router as history_router
+from customer_master.history.listener import FeedListener
 from customer_master.http import HttpEdgeMiddleware
 from customer_master.imports.api import router as imports_router
 from customer_master.web.routes import router as web_router
@@ -38,7 +40,9 @@ def create_app(database_url: str, jwt_secret: str, token_ttl_s: int = 3600, pool
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.db = Database(database_url, pool_size)
+        app.state.feed_listener = FeedListener(database_url)
         yield
+        await app.state.feed_listener.close()
         await app.state.db.dispose()
 
     app = FastAPI(
@@ -55,6 +59,7 @@ def create_app(database_url: str, jwt_secret: str, token_ttl_s: int = 3600, pool
     app.include_router(detection_router)  # before customers: /customers/detect is not a /customers/{id}
     app.include_router(customers_router)
     app.include_router(imports_router)
+    app.include_router(history_router)
     app.include_router(web_router)  # the browser UI under /, outside the OpenAPI document
     app.add_middleware(HttpEdgeMiddleware)
     _install_error_handlers(app)

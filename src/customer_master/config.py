@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     # A CSV line longer than this (in characters) rejects the import file as not being CSV.
     import_max_line_length: int = Field(default=1_048_576, ge=1024)
     db_pool_size: int = Field(default=10, ge=1)
+    # The event feed serves this many seconds back (API.md §11); history itself is kept for good.
+    event_retention_s: int = Field(default=7_776_000, ge=1)
 
 
 @lru_cache

@@ -55,6 +55,11 @@ class PreconditionFailed(AppError):
     description = "`If-Match` names a version that is no longer current"
 
 
+class Gone(AppError):
+    code, status, message = "GONE", 410, "This cursor is older than the event feed keeps"
+    description = "an event cursor older than the feed keeps (`CM_EVENT_RETENTION_S`)"
+
+
 class PayloadTooLarge(AppError):
     code, status, message = "PAYLOAD_TOO_LARGE", 413, "Payload too large"
     description = "the body is too large"
@@ -129,6 +134,7 @@ ERRORS: tuple[type[AppError], ...] = (
     MethodNotAllowed,
     Conflict,
     PreconditionFailed,
+    Gone,
     PayloadTooLarge,
     UnsupportedMediaType,
     ValidationFailed,

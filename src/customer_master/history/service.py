@@ -1,0 +1,150 @@
+"""History of a customer and the org's event feed (API.md §10, §11): paging, cursors, waiting."""
+
+import asyncio
+import json
+import uuid
+from contextlib import AbstractAsyncContextManager, nullcontext
+from typing import Any
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from customer_master.auth.tenancy import OrgId
+from customer_master.db.session import Database, driver_connection
+from customer_master.errors import Gone, NotFound, ValidationFailed
+from customer_master.history import repository
+from customer_master.history.listener import FeedListener
+from customer_master.history.schemas import ENTRY_TYPES, ChangeData, Event, HistoryEntry
+
+FEED_NOW = "now"
+
+
+def parse_sequence_cursor(cursor: str, field: str) -> int:
+    """History and feed cursors are sequences (an event's `sequence` is a cursor too)."""
+    if not cursor.isascii() or not cursor.isdigit() or len(cursor) > 18:
+        raise ValidationFailed.one(field, "not a cursor this API returned")
+    return int(cursor)
+
+
+def parse_types(types: str | None) -> tuple[list[str], list[str]] | None:
+    """`customer.*,contact.deleted` → exact types and LIKE patterns; None for every type; unknown → 422."""
+    if types is None:
+        return None
+    exact: list[str] = []
+    prefixes: list[str] = []
+    unknown = []
+    for name in (part.strip() for part in types.split(",")):
+        if name.endswith(".*") and any(t.startswith(name[:-1]) for t in ENTRY_TYPES):
+            prefixes.append(name[:-1] + "%")
+        elif name in ENTRY_TYPES:
+            exact.append(name)
+        else:
+            unknown.append(name)
+    if unknown or not (exact or prefixes):
+        known = ", ".join(ENTRY_TYPES)
+        raise ValidationFailed.one("types", f"unknown event type {', '.join(unknown) or '(none)'}; known: {known}")
+    return exact, prefixes
+
+
+def _change_data(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "customer_id": row["customer_id"],
+        "contact_id": row["contact_id"],
+        "actor": json.loads(row["actor"]),
+        "source": row["source"],
+        "request_id": row["request_id"],
+        "import_id": row["import_id"],
+        "merge_id": row["merge_id"],
+        "changes": json.loads(row["changes"]),
+    }
+
+
+def _entry(row: asyncpg.Record) -> HistoryEntry:
+    return HistoryEntry(
+        id=row["id"], sequence=row["sequence"], type=row["type"], occurred_at=row["occurred_at"], **_change_data(row)
+    )
+
+
+def _event(org_id: OrgId, row: asyncpg.Record) -> Event:
+    return Event(
+        id=row["id"],
+        sequence=row["sequence"],
+        type=row["type"],
+        occurred_at=row["occurred_at"],
+        org_id=org_id,
+        data=ChangeData(**_change_data(row)),
+    )
+
+
+async def customer_history(
+    session: AsyncSession, org_id: OrgId, customer_id: uuid.UUID, *, limit: int, cursor: str | None
+) -> tuple[list[HistoryEntry], str | None]:
+    """Newest first; also for a customer deleted or merged away; 404 only for an id the org never had."""
+    conn = await driver_connection(session)
+    before = parse_sequence_cursor(cursor, "cursor") if cursor else None
+    rows = await repository.customer_history(conn, org_id, customer_id, before=before, limit=limit + 1)
+    if not rows and before is None and not await repository.customer_ever_existed(conn, org_id, customer_id):
+        raise NotFound("No such customer")
+    entries = [_entry(row) for row in rows[:limit]]
+    return entries, str(entries[-1].sequence) if len(rows) > limit else None
+
+
+async def _start_of_feed(conn: asyncpg.Connection, org_id: OrgId, after: str | None, retention_s: int) -> int:
+    """The sequence to read after: the cursor given (410 when the feed no longer keeps what follows it),
+    the current end for `now`, else the oldest event kept."""
+    if after == FEED_NOW:
+        return await repository.feed_end(conn, org_id)
+    oldest_kept = await repository.feed_start(conn, org_id, retention_s)
+    if after is None:
+        return oldest_kept
+    sequence = parse_sequence_cursor(after, "after")
+    if sequence < oldest_kept:
+        raise Gone(f"Events before sequence {oldest_kept + 1} are no longer kept; start again without `after`")
+    if sequence > await repository.feed_end(conn, org_id):
+        raise ValidationFailed.one("after", "not a cursor this API returned (beyond the end of the feed)")
+    return sequence
+
+
+async def read_events(
+    database: Database,
+    listener: FeedListener,
+    org_id: OrgId,
+    *,
+    after: str | None,
+    limit: int,
+    types: str | None,
+    wait_s: float,
+    retention_s: int,
+) -> tuple[list[Event], str]:
+    """One page of the feed after the cursor; an empty page waits up to `wait_s` for a matching event.
+
+    Each read is a transaction of its own: no connection is held while waiting.
+    """
+    filters = parse_types(types)
+    exact, prefixes = filters if filters is not None else (None, None)
+    async with database.transaction() as session:
+        conn = await driver_connection(session)
+        position = await _start_of_feed(conn, org_id, after, retention_s)
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while True:
+        subscription: AbstractAsyncContextManager[asyncio.Event | None] = (
+            listener.subscription(org_id) if wait_s > 0 else nullcontext()
+        )
+        async with subscription as woken:
+            async with database.transaction() as session:
+                conn = await driver_connection(session)
+                rows, end = await repository.feed_page(
+                    conn, org_id, after=position, types=exact, prefixes=prefixes, limit=limit
+                )
+            events = [_event(org_id, row) for row in rows]
+            if len(events) == limit:
+                return events, str(events[-1].sequence)
+            # A short page saw the whole feed up to its end: what matches later comes after the end.
+            position = max(position, end)
+            remaining = deadline - asyncio.get_running_loop().time()
+            if events or remaining <= 0 or woken is None:
+                return events, str(position)
+            try:
+                await asyncio.wait_for(woken.wait(), remaining)
+            except TimeoutError:
+                return events, str(position)
