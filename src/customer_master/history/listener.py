@@ -71,5 +71,6 @@ class FeedListener:
 
     async def close(self) -> None:
         if self._connection is not None:
+            self._connection.remove_termination_listener(self._lost)
             await self._connection.close()
             self._connection = None

@@ -174,6 +174,30 @@ BEGIN
   END LOOP;
 END $$;
 
+CREATE FUNCTION cm_move_customer_entries_last(changed_org UUID, customers UUID[]) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  tx xid8 := pg_current_xact_id();
+  moved INTEGER;
+  base INTEGER;
+BEGIN
+  SELECT count(*) INTO moved FROM change_entry
+   WHERE org_id = changed_org AND customer_id = ANY (customers) AND txid = tx AND object_id = customer_id
+     AND type = 'customer.deleted';
+  IF moved = 0 THEN
+    RETURN;
+  END IF;
+  UPDATE change_transaction SET entries = entries + moved
+   WHERE org_id = changed_org AND txid = tx
+  RETURNING entries - moved INTO base;
+  UPDATE change_entry e SET position = base + last.rank
+    FROM (SELECT customer_id, row_number() OVER (ORDER BY position) AS rank FROM change_entry
+           WHERE org_id = changed_org AND customer_id = ANY (customers) AND txid = tx AND object_id = customer_id
+             AND type = 'customer.deleted') AS last
+   WHERE e.org_id = changed_org AND e.customer_id = last.customer_id AND e.txid = tx
+     AND e.object_id = last.customer_id;
+END $$;
+
 CREATE FUNCTION cm_customer_history() RETURNS trigger LANGUAGE plpgsql SET enable_nestloop = off AS $$
 BEGIN
   IF TG_OP = 'INSERT' THEN
@@ -220,6 +244,10 @@ BEGIN
     PERFORM cm_record_changes(array_agg(ROW(o.org_id, o.customer_id, o.id, 'contact.deleted',
                                             cm_contact_changes(o, NULL))::cm_change))
        FROM old_rows o;
+    -- Contacts deleted by their customer's cascade: that customer's entry, written before its cascade
+    -- ran, moves behind them (API.md §10: a customer's `deleted` comes after its contacts' entries).
+    PERFORM cm_move_customer_entries_last(o.org_id, array_agg(DISTINCT o.customer_id))
+       FROM old_rows o GROUP BY o.org_id;
   END IF;
   RETURN NULL;
 END $$;
@@ -269,6 +297,7 @@ DROP TRIGGER customer_changes_updated ON customer;
 DROP TRIGGER customer_changes_inserted ON customer;
 DROP FUNCTION cm_contact_history();
 DROP FUNCTION cm_customer_history();
+DROP FUNCTION cm_move_customer_entries_last(UUID, UUID[]);
 DROP FUNCTION cm_record_changes(cm_change[]);
 DROP FUNCTION cm_setting(TEXT);
 DROP TYPE cm_change;
