@@ -15,6 +15,10 @@ Distributed by `org_id` — the tables that grow with an org's data, or are writ
   in the transaction that changes them.
 - `customer_name_version`: one row per org, but moved by every transaction that changes the org's names;
   beside its customers it is a write on the org's own node, as a reference table a write on every node.
+- `change_entry`, `change_transaction`: the history and event feed, one entry per changed customer or
+  contact, written by the triggers in the transaction of the change.
+- `change_feed_position`: one row per org, moved at the commit of every transaction that records changes
+  (as `customer_name_version`).
 
 Reference tables — small, read by every request, left out of the distributed list:
 
@@ -49,6 +53,9 @@ DISTRIBUTED = frozenset(
         "idempotency_key",
         "customer_name_change",
         "customer_name_version",
+        "change_entry",
+        "change_transaction",
+        "change_feed_position",
     }
 )
 REFERENCE = frozenset({"org", "app_user", "api_token", "login_failure"})
