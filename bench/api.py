@@ -47,11 +47,12 @@ import asyncpg
 
 import common
 from common import LEGAL_FORMS, TRADES, drop_database, running_server
+from customer_master.auth import repository as auth_repository
 from customer_master.auth import service as auth_service
 from customer_master.auth.models import Role
 from customer_master.auth.schemas import ApiTokenCreate, UserCreate
 from customer_master.auth.tenancy import OrgId
-from customer_master.customers import service as customer_service
+from customer_master.customers import repository as customer_repository
 from customer_master.db.embedded import ensure_database, start_embedded_server, stop_embedded_server
 from customer_master.db.migrate import upgrade_to_head
 from customer_master.db.session import Database
@@ -457,8 +458,8 @@ class Bench:
             return await timed_loop(connections, op, args or self.args, self.sql_meters)
 
     async def principal(self, conn: asyncpg.Connection) -> None:
-        """The statement with which the service finds the caller of every request."""
-        await conn.fetchrow(auth_service.PRINCIPAL_FROM_USER, self.setup.user_id, self.setup.org_id)
+        """The statement with which auth finds the caller of every request (`auth.repository`)."""
+        await conn.fetchrow(auth_repository.PRINCIPAL_FROM_USER, self.setup.user_id, self.setup.org_id)
 
 
 async def pick_workload(setup: Setup) -> Workload:
@@ -537,7 +538,7 @@ async def measure_get_one(bench: Bench) -> tuple[Row, Row]:
 
     async def sql_op(conn: asyncpg.Connection, n: int) -> None:
         await bench.principal(conn)
-        await conn.fetchrow(customer_service.GET_CUSTOMER, org_id, ids[n % len(ids)])
+        await conn.fetchrow(customer_repository.GET_CUSTOMER, org_id, ids[n % len(ids)])
 
     jwt_row = Row("get one customer", await bench.run_http(http_op), await bench.run_sql(sql_op))
     token_row = Row("get one customer (API token)", await bench.run_http(http_op, bearer=bench.setup.api_token), None)
@@ -545,8 +546,8 @@ async def measure_get_one(bench: Bench) -> tuple[Row, Row]:
 
 
 async def list_floor(conn: asyncpg.Connection, org_id: OrgId, **filters: Any) -> list[asyncpg.Record]:
-    """The list statement as `customers.service.list_customers` sends it."""
-    sql, params = customer_service.list_query(org_id, **filters)
+    """The list statement as `customers.repository.fetch_customer_page` sends it."""
+    sql, params = customer_repository.list_query(org_id, **filters)
     if filters.get("q"):
         async with conn.transaction():
             await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")

@@ -1,10 +1,10 @@
 """The demo org of `serve --demo`: one user per role and a few sample customers, created once."""
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from customer_master.auth import repository as auth_repository
 from customer_master.auth import service as auth_service
-from customer_master.auth.models import Org, Role
+from customer_master.auth.models import Role
 from customer_master.auth.schemas import UserCreate
 from customer_master.auth.tenancy import OrgId
 from customer_master.customers import service as customer_service
@@ -96,7 +96,7 @@ SAMPLE_CUSTOMERS = [
 
 async def ensure_demo_org(session: AsyncSession) -> bool:
     """Create the demo org with its users and customers unless it exists; True when created."""
-    if await session.scalar(select(Org.id).where(Org.slug == DEMO_SLUG)) is not None:
+    if await auth_repository.org_id_by_slug(session, DEMO_SLUG) is not None:
         return False
     org = await auth_service.create_org(session, DEMO_SLUG, "Demo Großhandel GmbH")
     org_id = OrgId(org.id)

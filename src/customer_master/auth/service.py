@@ -1,4 +1,5 @@
-"""Orgs, users, API tokens and login. Functions that act inside an org take its `OrgId`."""
+"""Orgs, users, API tokens and login: the rules. Functions that act inside an org take its `OrgId`;
+the SQL is in `repository`."""
 
 import math
 import re
@@ -6,15 +7,13 @@ import uuid
 from typing import Any
 
 from anyio import to_thread
-from sqlalchemy import delete, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from customer_master.auth import security
+from customer_master.auth import repository, security
 from customer_master.auth.models import ApiToken, Org, Role, User, UserStatus
 from customer_master.auth.schemas import ApiTokenCreate, UserCreate, UserPatch
 from customer_master.auth.tenancy import OrgId, Principal
-from customer_master.db.session import Database, driver_connection
+from customer_master.db.session import Database
 from customer_master.errors import AuthRequired, Conflict, Forbidden, NotFound, RateLimited, ValidationFailed
 
 SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
@@ -33,21 +32,16 @@ async def create_org(session: AsyncSession, slug: str, name: str) -> Org:
         raise ValidationFailed.one("slug", "1 to 63 lower-case letters, digits and '-', starting alphanumeric")
     if not name.strip():
         raise ValidationFailed.one("name", "must not be empty")
-    org = await session.scalar(
-        insert(Org)
-        .values(slug=slug, name=name.strip(), settings_json={})
-        .on_conflict_do_nothing(index_elements=["slug"])
-        .returning(Org)
-    )
+    org = await repository.insert_org(session, slug, name.strip())
     if org is None:
-        existing = await session.scalar(select(Org.id).where(Org.slug == slug))
+        existing = await repository.org_id_by_slug(session, slug)
         raise Conflict(f"An org with slug {slug!r} exists already", "slug", existing)
     return org
 
 
 async def org_id_by_slug(session: AsyncSession, slug: str) -> OrgId:
     """For the CLI, whose operator names the org by slug."""
-    org_id = await session.scalar(select(Org.id).where(Org.slug == slug))
+    org_id = await repository.org_id_by_slug(session, slug)
     if org_id is None:
         raise NotFound(f"No org with slug {slug!r}")
     return OrgId(org_id)
@@ -58,32 +52,21 @@ async def org_id_by_slug(session: AsyncSession, slug: str) -> OrgId:
 
 async def create_user(session: AsyncSession, org_id: OrgId, data: UserCreate) -> User:
     password_hash = await to_thread.run_sync(security.hash_password, data.password)
-    user = await session.scalar(
-        insert(User)
-        .values(
-            org_id=org_id,
-            email=data.email,
-            name=data.name or None,
-            role=data.role,
-            password_hash=password_hash,
-            status=UserStatus.ACTIVE,
-        )
-        .on_conflict_do_nothing(index_elements=["org_id", "email"])
-        .returning(User)
+    user = await repository.insert_user(
+        session, org_id, email=data.email, name=data.name or None, role=data.role, password_hash=password_hash
     )
     if user is None:
-        existing = await session.scalar(select(User.id).where(User.org_id == org_id, User.email == data.email))
+        existing = await repository.user_id_by_email(session, org_id, data.email)
         raise Conflict(f"A user with e-mail {data.email} exists already", "email", existing)
     return user
 
 
 async def list_users(session: AsyncSession, org_id: OrgId) -> list[User]:
-    result = await session.scalars(select(User).where(User.org_id == org_id).order_by(User.email))
-    return list(result)
+    return await repository.list_users(session, org_id)
 
 
 async def update_user(session: AsyncSession, org_id: OrgId, user_id: uuid.UUID, patch: UserPatch) -> User:
-    user = await session.scalar(select(User).where(User.org_id == org_id, User.id == user_id).with_for_update())
+    user = await repository.lock_user(session, org_id, user_id)
     if user is None:
         raise NotFound("No such user")
     errors = [
@@ -101,9 +84,7 @@ async def update_user(session: AsyncSession, org_id: OrgId, user_id: uuid.UUID, 
         user.status = patch.status
     if patch.password is not None:
         user.password_hash = await to_thread.run_sync(security.hash_password, patch.password)
-    await session.flush()
-    await session.refresh(user)
-    return user
+    return await repository.save_user(session, user)
 
 
 # --- API tokens -------------------------------------------------------------------------------
@@ -112,27 +93,18 @@ async def update_user(session: AsyncSession, org_id: OrgId, user_id: uuid.UUID, 
 async def create_api_token(session: AsyncSession, org_id: OrgId, data: ApiTokenCreate) -> tuple[ApiToken, str]:
     """The token itself is returned once, here; only its hash is stored."""
     token = security.generate_api_token()
-    row = await session.scalar(
-        insert(ApiToken)
-        .values(org_id=org_id, name=data.name, role=data.role, token_hash=security.hash_api_token(token))
-        .returning(ApiToken)
+    row = await repository.insert_api_token(
+        session, org_id, name=data.name, role=data.role, token_hash=security.hash_api_token(token)
     )
-    assert row is not None
     return row, token
 
 
 async def list_api_tokens(session: AsyncSession, org_id: OrgId) -> list[ApiToken]:
-    result = await session.scalars(
-        select(ApiToken).where(ApiToken.org_id == org_id).order_by(ApiToken.created_at, ApiToken.id)
-    )
-    return list(result)
+    return await repository.list_api_tokens(session, org_id)
 
 
 async def delete_api_token(session: AsyncSession, org_id: OrgId, token_id: uuid.UUID) -> None:
-    deleted = await session.scalar(
-        delete(ApiToken).where(ApiToken.org_id == org_id, ApiToken.id == token_id).returning(ApiToken.id)
-    )
-    if deleted is None:
+    if not await repository.delete_api_token(session, org_id, token_id):
         raise NotFound("No such API token")
 
 
@@ -146,67 +118,27 @@ async def login(db: Database, jwt_secret: str, ttl_s: int, org_slug: str, email:
     """
     account_key = f"{org_slug.strip().lower()}:{email.strip().lower()}"
     async with db.transaction() as session:
-        count, oldest, now = (
-            await session.execute(
-                text(
-                    "SELECT count(*), min(failed_at), now() FROM login_failure "
-                    "WHERE account_key = :key AND failed_at > now() - make_interval(secs => :window)"
-                ),
-                {"key": account_key, "window": LOGIN_FAILURE_WINDOW_S},
-            )
-        ).one()
+        count, oldest, now = await repository.recent_login_failures(session, account_key, LOGIN_FAILURE_WINDOW_S)
         if count >= LOGIN_FAILURE_LIMIT:
+            assert oldest is not None
             retry_after = (oldest - now).total_seconds() + LOGIN_FAILURE_WINDOW_S
             raise RateLimited(max(1, math.ceil(retry_after)))
-        user = await session.scalar(
-            select(User)
-            .join(Org, Org.id == User.org_id)
-            .where(Org.slug == org_slug.strip(), User.email == email.strip())
-        )
+        user = await repository.user_for_login(session, org_slug.strip(), email.strip())
 
     password_ok = await to_thread.run_sync(
         security.verify_password, user.password_hash if user else _DUMMY_HASH, password
     )
     async with db.transaction() as session:
         if user is None or not password_ok:
-            await session.execute(
-                text(
-                    "DELETE FROM login_failure WHERE account_key = :key "
-                    "AND failed_at < now() - make_interval(secs => :window)"
-                ),
-                {"key": account_key, "window": LOGIN_FAILURE_WINDOW_S},
-            )
-            await session.execute(text("INSERT INTO login_failure (account_key) VALUES (:key)"), {"key": account_key})
+            await repository.record_login_failure(session, account_key, LOGIN_FAILURE_WINDOW_S)
         elif user.status != UserStatus.ACTIVE:
             raise Forbidden("This user is disabled")
         else:
-            await session.execute(text("DELETE FROM login_failure WHERE account_key = :key"), {"key": account_key})
-            await session.execute(update(User).where(User.id == user.id).values(last_login_at=func.now()))
+            await repository.forget_login_failures(session, account_key)
+            await repository.set_last_login(session, OrgId(user.org_id), user.id)
     if user is None or not password_ok:
         raise AuthRequired(WRONG_LOGIN)
     return security.issue_jwt(jwt_secret, user.id, user.org_id, ttl_s)
-
-
-# The caller of every request: one statement each, sent straight to the driver (see `driver_connection`).
-PRINCIPAL_FROM_USER = """
-SELECT u.email::text AS user_email, u.name AS user_name, u.role, u.status, o.slug, o.name AS org_name
-  FROM app_user u JOIN org o ON o.id = u.org_id
- WHERE u.id = $1 AND o.id = $2
-"""
-# Looks the token up and records its use (at most once a minute, so a busy integration does not write
-# on every request) in one round trip.
-PRINCIPAL_FROM_API_TOKEN = """
-WITH token AS (
-  SELECT t.id, t.name, t.role, t.last_used_at, o.id AS org_id, o.slug, o.name AS org_name
-    FROM api_token t JOIN org o ON o.id = t.org_id
-   WHERE t.token_hash = $1
-), touched AS (
-  UPDATE api_token SET last_used_at = now()
-   WHERE id = (SELECT id FROM token)
-     AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
-)
-SELECT id, name, role, org_id, slug, org_name FROM token
-"""
 
 
 async def principal_from_bearer(session: AsyncSession, jwt_secret: str, token: str) -> Principal:
@@ -216,15 +148,14 @@ async def principal_from_bearer(session: AsyncSession, jwt_secret: str, token: s
     claims = security.decode_jwt(jwt_secret, token)
     if claims is None:
         raise AuthRequired("Invalid or expired token")
-    user_id, org_id = uuid.UUID(claims["sub"]), uuid.UUID(claims["org"])
-    conn = await driver_connection(session)
-    row = await conn.fetchrow(PRINCIPAL_FROM_USER, user_id, org_id)
+    user_id, org_id = uuid.UUID(claims["sub"]), OrgId(uuid.UUID(claims["org"]))
+    row = await repository.principal_of_user(session, org_id, user_id)
     if row is None:
         raise AuthRequired("Invalid or expired token")
     if row["status"] != UserStatus.ACTIVE:
         raise Forbidden("This user is disabled")
     return Principal(
-        org_id=OrgId(org_id),
+        org_id=org_id,
         org_slug=row["slug"],
         org_name=row["org_name"],
         role=Role(row["role"]),
@@ -235,8 +166,7 @@ async def principal_from_bearer(session: AsyncSession, jwt_secret: str, token: s
 
 
 async def _principal_from_api_token(session: AsyncSession, token: str) -> Principal:
-    conn = await driver_connection(session)
-    row = await conn.fetchrow(PRINCIPAL_FROM_API_TOKEN, security.hash_api_token(token))
+    row = await repository.principal_of_api_token(session, security.hash_api_token(token))
     if row is None:
         raise AuthRequired("Invalid or revoked API token")
     return Principal(
