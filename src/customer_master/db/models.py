@@ -9,8 +9,9 @@ from customer_master.auth import models as auth
 from customer_master.customers import models as customers
 from customer_master.db.base import Base
 from customer_master.detection import models as detection
+from customer_master.history import models as history
 from customer_master.imports import models as imports
 
 metadata = Base.metadata
 
-__all__ = ["auth", "customers", "detection", "imports", "metadata", "plumbing"]
+__all__ = ["auth", "customers", "detection", "history", "imports", "metadata", "plumbing"]
