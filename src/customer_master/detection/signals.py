@@ -9,6 +9,7 @@ and the legal forms are data in this one module. The database side of the name c
 import re
 import unicodedata
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from customer_master import validation
 
@@ -147,6 +148,16 @@ _LETTER_FOLDS = str.maketrans({"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "�
 
 _SEPARATOR_RE = re.compile(KEY_SEPARATORS)
 _ANGLE_ADDRESS_RE = re.compile(r"<([^<>]*)>\s*$")
+
+
+@dataclass
+class Evidence:
+    """What a request offers to look up, normalised the way the stored data is."""
+
+    sender: str | None = None
+    domain: str | None = None  # None on a public mail domain: no S2
+    numbers: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
 
 
 def normalize_sender(raw: str | None) -> str | None:
