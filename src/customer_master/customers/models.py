@@ -63,9 +63,14 @@ class Customer(TimestampMixin, Base):
     shipping_address_json: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     metadata_json: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     # The company-name key of detection signal S5 (migration 0002) and the case- and accent-folded name
-    # that search filters on (0004), computed by PostgreSQL on every write.
-    name_key: Mapped[str | None] = mapped_column(Text, Computed("cm_company_key(name)", persisted=True))
-    name_fold: Mapped[str | None] = mapped_column(Text, Computed("cm_fold(name)", persisted=True))
+    # that search filters on (0004), computed by PostgreSQL on every write. SQL reads them; the ORM leaves
+    # them out of its SELECTs and RETURNINGs, and refuses to load them (an async lazy load cannot work).
+    name_key: Mapped[str | None] = mapped_column(
+        Text, Computed("cm_company_key(name)", persisted=True), deferred=True, deferred_raiseload=True
+    )
+    name_fold: Mapped[str | None] = mapped_column(
+        Text, Computed("cm_fold(name)", persisted=True), deferred=True, deferred_raiseload=True
+    )
 
 
 # Keyset pagination, ORDER BY lower(name), id within the org; it carries what a search walking the org in
