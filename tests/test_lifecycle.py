@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from customer_master.db.embedded import DATABASE_NAME, database_url_in
-from customer_master.imports.service import IMPORT_LOCK_CLASS
+from customer_master.imports.upsert_sql import IMPORT_LOCK_CLASS
 
 EXECUTABLE = str(Path(sys.executable).with_name("customer-master"))
 SLUG = "lifecycle"

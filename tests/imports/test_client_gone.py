@@ -28,7 +28,7 @@ import asyncpg
 import httpx
 import pytest
 
-from customer_master.imports.service import IMPORT_LOCK_CLASS
+from customer_master.imports.upsert_sql import IMPORT_LOCK_CLASS
 from tests.conftest import Db, OrgContext
 from tests.imports.helpers import HEADER, count_customers, import_ok
 
