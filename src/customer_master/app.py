@@ -32,16 +32,32 @@ from customer_master.history.listener import FeedListener
 from customer_master.http import HttpEdgeMiddleware
 from customer_master.imports.api import router as imports_router
 from customer_master.web.routes import router as web_router
+from customer_master.webhooks.api import router as webhooks_router
+from customer_master.webhooks.worker import DeliveryWorker
 
 logger = logging.getLogger("customer_master")
 
 
-def create_app(database_url: str, jwt_secret: str, token_ttl_s: int = 3600, pool_size: int = 10) -> FastAPI:
+def create_app(
+    database_url: str,
+    jwt_secret: str,
+    token_ttl_s: int = 3600,
+    pool_size: int = 10,
+    *,
+    deliver_webhooks: bool = True,
+) -> FastAPI:
+    """`deliver_webhooks`: run the webhook delivery worker in this process too (as `serve` does)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.db = Database(database_url, pool_size)
         app.state.feed_listener = FeedListener(database_url)
+        worker = DeliveryWorker(app.state.db) if deliver_webhooks else None
+        if worker is not None:
+            worker.start()
         yield
+        if worker is not None:
+            await worker.stop()
         await app.state.feed_listener.close()
         await app.state.db.dispose()
 
@@ -60,6 +76,7 @@ def create_app(database_url: str, jwt_secret: str, token_ttl_s: int = 3600, pool
     app.include_router(customers_router)
     app.include_router(imports_router)
     app.include_router(history_router)
+    app.include_router(webhooks_router)
     app.include_router(web_router)  # the browser UI under /, outside the OpenAPI document
     app.add_middleware(HttpEdgeMiddleware)
     _install_error_handlers(app)

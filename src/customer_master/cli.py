@@ -164,6 +164,41 @@ def migrate() -> None:
     typer.echo("database migrated")
 
 
+@app.command()
+def deliver() -> None:
+    """Run the webhook delivery worker alone (`serve` runs one too), until stopped.
+
+    Any number of workers, on any machines, share the endpoints: each endpoint is delivered by one at a
+    time. SIGTERM or SIGINT stops it (exit 0); an attempt in flight is cut off and sent again later.
+    """
+    from customer_master.webhooks.worker import DeliveryWorker
+
+    def exit_0(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, exit_0)
+    url = database_url()
+
+    async def run() -> None:
+        database = Database(url, pool_size=4)
+        worker = DeliveryWorker(database)
+        stopped = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for stop_signal in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(stop_signal, stopped.set)
+        worker.start()
+        typer.echo("delivering webhooks (stop with Ctrl+C)")
+        sys.stdout.flush()
+        try:
+            await stopped.wait()
+        finally:
+            await worker.stop()
+            await database.dispose()
+
+    asyncio.run(run())
+
+
 @org_app.command("create")
 def org_create(
     slug: Annotated[str, typer.Option(help="Short name used at login, e.g. acme")],

@@ -3,9 +3,10 @@
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -23,6 +24,24 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     # The event feed serves this many seconds back (API.md §11); history itself is kept for good.
     event_retention_s: int = Field(default=7_776_000, ge=1)
+    # Webhooks (API.md §11), all in seconds (fractions allowed, so that tests run them in seconds):
+    # the pauses between the attempts at one event (the last repeats), how long after an event's first
+    # failed attempt an endpoint gives up (FAILING), how long a rotated-out secret still signs.
+    webhook_retry_s: Annotated[tuple[float, ...], NoDecode] = (5, 30, 120, 600, 3600, 10800)
+    webhook_give_up_s: float = Field(default=259_200, ge=0)
+    webhook_secret_overlap_s: float = Field(default=86_400, ge=0)
+    # Also http and https to loopback addresses (local receivers, tests); never anything else non-global.
+    webhook_allow_loopback: bool = False
+
+    @field_validator("webhook_retry_s", mode="before")
+    @classmethod
+    def _comma_separated_pauses(cls, value: Any) -> Any:
+        """`CM_WEBHOOK_RETRY_S=5,30,120`: at least one pause, none negative."""
+        if isinstance(value, str):
+            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        if not value or any(float(pause) < 0 for pause in value):
+            raise ValueError("comma-separated seconds, at least one, none negative (e.g. 5,30,120)")
+        return value
 
 
 @lru_cache

@@ -11,3 +11,9 @@ HTTP_DURATION = Histogram(
 )
 IMPORT_ROWS = Counter("customer_import_rows_total", "CSV rows imported, by outcome", ["outcome"])
 DB_POOL_CONNECTIONS = Gauge("db_pool_connections", "Database connections of this process's pools", ["state"])
+# Webhooks (API.md §8, §11): every attempt, and the (endpoint, event) pairs not yet delivered to active
+# endpoints of every org (refreshed by the delivery worker).
+WEBHOOK_DELIVERIES = Counter("webhook_deliveries_total", "Webhook delivery attempts, by outcome", ["outcome"])
+for _outcome in ("delivered", "failed"):
+    WEBHOOK_DELIVERIES.labels(_outcome)
+WEBHOOK_PENDING_EVENTS = Gauge("webhook_pending_events", "Events not yet delivered to active webhook endpoints")

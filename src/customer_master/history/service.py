@@ -148,3 +148,14 @@ async def read_events(
                 await asyncio.wait_for(woken.wait(), remaining)
             except TimeoutError:
                 return events, str(position)
+
+
+async def events_after(
+    conn: asyncpg.Connection, org_id: OrgId, after: int, types: list[str] | None, *, limit: int
+) -> tuple[list[Event], int]:
+    """Up to `limit` events after sequence `after` whose type matches `types` (the rule of `types=`; None: all),
+    in feed order, and the feed's end in the same snapshot (for the webhook worker)."""
+    filters = parse_types(",".join(types)) if types is not None else None
+    exact, prefixes = filters if filters is not None else (None, None)
+    rows, end = await repository.feed_page(conn, org_id, after=after, types=exact, prefixes=prefixes, limit=limit)
+    return [_event(org_id, row) for row in rows], end
