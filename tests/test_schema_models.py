@@ -26,7 +26,9 @@ order, comments, owners and grants, row-level security, statistics targets, sche
 and `alembic_version` (Alembic's bookkeeping).
 
 A test that cannot fail proves nothing: `test_each_kind_of_drift_is_found` alters a copy of the models in
-every way above and expects each change to be named.
+one way of each kind above (an index left out, one added, an index's WHERE, operator class, INCLUDE,
+method and order, a generated column, a default, NOT NULL, a type, a collation, ON DELETE, deferrability,
+a check constraint, a table left out) and expects each change to be named.
 """
 
 import asyncio
@@ -37,7 +39,7 @@ from typing import Any
 import asyncpg
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import CheckConstraint, Index, Integer, MetaData, func, text
+from sqlalchemy import CheckConstraint, Index, Integer, MetaData, Text, func, text
 from sqlalchemy.engine import Connection
 
 from customer_master.db.migrate import upgrade_to_head
@@ -239,7 +241,8 @@ def _drifted_copy(metadata: MetaData) -> MetaData:
     # An index of a migration that no model declares, and one of a model that no migration creates.
     customer.indexes.discard(indexes["ix_customer_org_erp_prefix"])
     Index("ix_customer_contact_org_name", contact.c.org_id, contact.c.name)
-    # What autogenerate does not compare: a partial index's WHERE, an operator class, INCLUDE, the method.
+    # An index's columns; and what autogenerate does not compare: a partial index's WHERE, an operator class,
+    # INCLUDE, the method, the order.
     replace_index(
         "uq_customer_org_erp",
         customer.c.org_id,
@@ -259,14 +262,20 @@ def _drifted_copy(metadata: MetaData) -> MetaData:
     )
     replace_index("ix_customer_name_change_org_version", copy.tables["customer_name_change"].c.org_id)
     replace_index("ix_customer_org_name_fold_trgm", customer.c.org_id, customer.c.name_fold, postgresql_using="btree")
-    # Columns: a generated column's expression, a default, nullability, a type.
+    import_run = copy.tables["import_run"]
+    replace_index("ix_import_run_org_created", import_run.c.org_id, import_run.c.created_at, import_run.c.id)
+    # Columns: a generated column's expression, a default, nullability, a type, a collation.
     customer.c.name_fold.computed.sqltext = text("lower(name)")  # type: ignore[union-attr]
     copy.tables["org"].c.settings_json.server_default.arg = text("'[]'::jsonb")  # type: ignore[union-attr]
-    copy.tables["import_run"].c.file_name.nullable = False
+    import_run.c.file_name.nullable = False
     copy.tables["customer_name_change"].c.version.type = Integer()
-    # Constraints: a foreign key's ON DELETE, a check constraint's rule; and a whole table left out.
+    customer.c.default_language.type = Text(collation="C")
+    # Constraints: a foreign key's ON DELETE, another's deferrability, a check constraint's rule; and a whole
+    # table left out.
     (token_fk,) = copy.tables["api_token"].foreign_key_constraints
     token_fk.ondelete = "CASCADE"
+    (version_fk,) = copy.tables["customer_name_version"].foreign_key_constraints
+    version_fk.deferrable, version_fk.initially = True, "DEFERRED"
     app_user = copy.tables["app_user"]
     (role_check,) = (c for c in app_user.constraints if c.name == "ck_app_user_role")
     app_user.constraints.discard(role_check)
@@ -287,11 +296,14 @@ def test_each_kind_of_drift_is_found(scratch_database: str) -> None:
         "index customer.ix_customer_org_lower_name_id",
         "index customer_name_change.ix_customer_name_change_org_version",
         "index customer.ix_customer_org_name_fold_trgm",
+        "index import_run.ix_import_run_org_created",
         "column customer.name_fold",
         "column org.settings_json",
         "column import_run.file_name",
         "column customer_name_change.version",
+        "column customer.default_language",
         "constraint api_token.api_token_org_id_fkey",
+        "constraint customer_name_version.customer_name_version_org_id_fkey",
         "constraint app_user.ck_app_user_role",
         "relation login_failure",
         "column login_failure.account_key",
