@@ -15,8 +15,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from customer_master.db.base import Base
 
 
-class IdempotencyKey(Base):
-    """The first successful response to a key, per org, method and exact path."""
+class IdempotencyRecord(Base):
+    """The record of one `Idempotency-Key`: the first successful response to it, per org, method and exact path."""
 
     __tablename__ = "idempotency_key"
     __table_args__ = (PrimaryKeyConstraint("org_id", "method", "path", "key", name="idempotency_key_pkey"),)
