@@ -1,9 +1,13 @@
-"""Request dependencies: the database session (one transaction per request) and the caller."""
+"""Request dependencies: the database session (one transaction per request), the caller and the role rule.
 
-from collections.abc import AsyncIterator
-from typing import Annotated
+The web UI uses the same session and role rule (`web/deps.py`); only its caller comes from a cookie.
+"""
 
-from fastapi import Depends, Request
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import AsyncExitStack
+from typing import Annotated, Any
+
+from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,6 +34,33 @@ async def get_session(database: Annotated[Database, Depends(get_database)]) -> A
 # scope="function": commit before the response is sent, so a 2xx means the change is durable and
 # visible to the client's next request, and a failed commit becomes an error response, not a lost 2xx.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+# For what runs its own transactions (the login records a failed attempt although the request fails) or
+# outlives the request's (a streamed export).
+DatabaseDep = Annotated[Database, Depends(get_database)]
+
+# Where FastAPI keeps the exit stack of the function-scoped dependencies while a route's handler runs.
+_FUNCTION_STACK = "fastapi_function_astack"
+
+
+async def run_in_function_scope(
+    handler: Callable[[Request], Coroutine[Any, Any, Response]], request: Request
+) -> Response:
+    """A route's handler, with its function-scoped dependencies (`SessionDep`) ended before it returns.
+
+    For a route class that turns errors into responses itself (the web UI's pages): FastAPI ends these
+    dependencies after the route's handler, so the request's transaction would commit what was written
+    before an error the handler answered, and an error of the commit would miss the handler. Ended here,
+    the error rolls the transaction back on its way out, as an error of the API does.
+    """
+    outer = request.scope.get(_FUNCTION_STACK)
+    if not isinstance(outer, AsyncExitStack):  # FastAPI has changed: fail loudly rather than commit a failure
+        raise RuntimeError(f"FastAPI no longer keeps the function-scoped dependencies in {_FUNCTION_STACK}")
+    async with AsyncExitStack() as stack:
+        request.scope[_FUNCTION_STACK] = stack
+        try:
+            return await handler(request)
+        finally:
+            request.scope[_FUNCTION_STACK] = outer
 
 
 async def current_principal(
@@ -44,8 +75,13 @@ async def current_principal(
     return principal
 
 
-def require_role(*roles: Role) -> object:
-    async def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+def require_role(*roles: Role, caller: Callable[..., Awaitable[Principal]] = current_principal) -> Any:
+    """A dependency: the caller, when their role is one of `roles`; else 403.
+
+    The one role rule of the API and the web UI; the web passes its own `caller` (from the session cookie).
+    """
+
+    async def check(principal: Annotated[Principal, Depends(caller)]) -> Principal:
         if principal.role not in roles:
             raise Forbidden(f"Role {principal.role} may not do this")
         return principal

@@ -6,24 +6,16 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from customer_master.auth import service as auth_service
 from customer_master.auth.models import Role, UserStatus
 from customer_master.auth.schemas import ApiTokenCreate, UserCreate, UserPatch
 from customer_master.auth.tenancy import Principal
+from customer_master.deps import SessionDep
 from customer_master.errors import AppError, Forbidden
-from customer_master.web.core import (
-    CsrfChecked,
-    FieldErrors,
-    WebRoute,
-    WebUser,
-    database,
-    errors_of,
-    form_text,
-    redirect,
-    render,
-    require_admin,
-)
+from customer_master.web.core import CsrfChecked, FieldErrors, WebRoute, errors_of, form_text, redirect, render
+from customer_master.web.deps import WebAdmin
 from customer_master.web.i18n import gettext_for
 
 router = APIRouter(route_class=WebRoute)
@@ -31,43 +23,44 @@ ROLES = [role.value for role in Role]
 
 
 async def _users_page(
-    request: Request, principal: Principal, status: int = 200, errors: FieldErrors | None = None, **extra: Any
+    request: Request,
+    session: AsyncSession,
+    principal: Principal,
+    status: int = 200,
+    errors: FieldErrors | None = None,
+    **extra: Any,
 ) -> Response:
-    async with database(request).transaction() as session:
-        users = await auth_service.list_users(session, principal.org_id)
+    users = await auth_service.list_users(session, principal.org_id)
     context = {"users": users, "roles": ROLES, "values": {"role": "OPS"}, "errors": errors or {}, **extra}
     return render(request, "admin/users.html", context, status=status)
 
 
 @router.get("/admin/users")
-async def users_page(request: Request, principal: WebUser) -> Response:
-    require_admin(principal)
-    return await _users_page(request, principal)
+async def users_page(request: Request, session: SessionDep, principal: WebAdmin) -> Response:
+    return await _users_page(request, session, principal)
 
 
 @router.post("/admin/users", dependencies=[CsrfChecked])
-async def create_user(request: Request, principal: WebUser) -> Response:
-    require_admin(principal)
+async def create_user(request: Request, session: SessionDep, principal: WebAdmin) -> Response:
     form = await request.form()
     values = {name: form_text(form, name) for name in ("email", "name", "role")}
     try:
         data = UserCreate.model_validate(
             {**values, "name": values["name"] or None, "password": form_text(form, "password")}
         )
-        async with database(request).transaction() as session:
+        async with session.begin_nested():  # refused (the e-mail is taken): nothing written, the form again
             user = await auth_service.create_user(session, principal.org_id, data)
     except (ValidationError, AppError) as exc:
         status = exc.status if isinstance(exc, AppError) else 422
-        return await _users_page(request, principal, status, errors_of(exc), values=values)
+        return await _users_page(request, session, principal, status, errors_of(exc), values=values)
     _ = gettext_for(request)
     message = _("User %(email)s created with role %(role)s.") % {"email": user.email, "role": user.role}
-    return await _users_page(request, principal, message=message)
+    return await _users_page(request, session, principal, message=message)
 
 
 @router.post("/admin/users/{user_id}", dependencies=[CsrfChecked])
-async def update_user(request: Request, user_id: uuid.UUID, principal: WebUser) -> Response:
+async def update_user(request: Request, user_id: uuid.UUID, session: SessionDep, principal: WebAdmin) -> Response:
     """Role and status; an admin cannot disable or demote themself (and so lock the org out)."""
-    require_admin(principal)
     form = await request.form()
     changes = {name: form_text(form, name) for name in ("role", "status") if form_text(form, name)}
     _ = gettext_for(request)
@@ -77,52 +70,52 @@ async def update_user(request: Request, user_id: uuid.UUID, principal: WebUser) 
         raise Forbidden(_("You cannot disable yourself or take away your own ADMIN role."))
     try:
         patch = UserPatch.model_validate(changes)
-        async with database(request).transaction() as session:
-            user = await auth_service.update_user(session, principal.org_id, user_id, patch)
     except ValidationError as exc:
-        return await _users_page(request, principal, 422, errors_of(exc))
+        return await _users_page(request, session, principal, 422, errors_of(exc))
+    user = await auth_service.update_user(session, principal.org_id, user_id, patch)
     message = _("%(email)s: role %(role)s, %(status)s.") % {
         "email": user.email,
         "role": user.role,
         "status": _("active") if user.status == UserStatus.ACTIVE else _("disabled"),
     }
-    return await _users_page(request, principal, message=message)
+    return await _users_page(request, session, principal, message=message)
 
 
 async def _tokens_page(
-    request: Request, principal: Principal, status: int = 200, errors: FieldErrors | None = None, **extra: Any
+    request: Request,
+    session: AsyncSession,
+    principal: Principal,
+    status: int = 200,
+    errors: FieldErrors | None = None,
+    **extra: Any,
 ) -> Response:
-    async with database(request).transaction() as session:
-        tokens = await auth_service.list_api_tokens(session, principal.org_id)
+    tokens = await auth_service.list_api_tokens(session, principal.org_id)
     context = {"tokens": tokens, "roles": ROLES, "values": {"role": "INTEGRATOR"}, "errors": errors or {}, **extra}
     return render(request, "admin/tokens.html", context, status=status)
 
 
 @router.get("/admin/tokens")
-async def tokens_page(request: Request, principal: WebUser, revoked: str | None = None) -> Response:
-    require_admin(principal)
+async def tokens_page(
+    request: Request, session: SessionDep, principal: WebAdmin, revoked: str | None = None
+) -> Response:
     _ = gettext_for(request)
-    return await _tokens_page(request, principal, message=_("The token was revoked.") if revoked else None)
+    return await _tokens_page(request, session, principal, message=_("The token was revoked.") if revoked else None)
 
 
 @router.post("/admin/tokens", dependencies=[CsrfChecked])
-async def create_token(request: Request, principal: WebUser) -> Response:
+async def create_token(request: Request, session: SessionDep, principal: WebAdmin) -> Response:
     """The token is in this one response only (not stored, not cacheable)."""
-    require_admin(principal)
     form = await request.form()
     values = {name: form_text(form, name).strip() for name in ("name", "role")}
     try:
         data = ApiTokenCreate.model_validate(values)
-        async with database(request).transaction() as session:
-            row, token = await auth_service.create_api_token(session, principal.org_id, data)
     except ValidationError as exc:
-        return await _tokens_page(request, principal, 422, errors_of(exc), values=values)
-    return await _tokens_page(request, principal, created=row, created_token=token)
+        return await _tokens_page(request, session, principal, 422, errors_of(exc), values=values)
+    row, token = await auth_service.create_api_token(session, principal.org_id, data)
+    return await _tokens_page(request, session, principal, created=row, created_token=token)
 
 
 @router.post("/admin/tokens/{token_id}/revoke", dependencies=[CsrfChecked])
-async def revoke_token(request: Request, token_id: uuid.UUID, principal: WebUser) -> Response:
-    require_admin(principal)
-    async with database(request).transaction() as session:
-        await auth_service.delete_api_token(session, principal.org_id, token_id)
+async def revoke_token(request: Request, token_id: uuid.UUID, session: SessionDep, principal: WebAdmin) -> Response:
+    await auth_service.delete_api_token(session, principal.org_id, token_id)
     return redirect(request, "/admin/tokens?revoked=1")

@@ -1,8 +1,8 @@
 """The web UI's plumbing: session cookie, CSRF, templates, HTML error pages.
 
-The UI is an ordinary caller of the services: it resolves the caller from its session cookie (a login
-JWT, exactly as the API does from a Bearer header), opens its own transactions, and turns `AppError`s
-into pages instead of JSON.
+The UI is an ordinary caller of the services, on the API's request dependencies (`web/deps.py`: one
+session per request, the caller from the session cookie, the role rule); it turns `AppError`s into pages
+instead of JSON.
 """
 
 import hashlib
@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 from babel.dates import format_datetime
@@ -23,12 +23,10 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
 
-from customer_master.auth import security
-from customer_master.auth import service as auth_service
 from customer_master.auth.models import ADMIN_ROLES, WRITER_ROLES
 from customer_master.auth.tenancy import Principal
 from customer_master.db.faults import is_connection_lost
-from customer_master.db.session import Database
+from customer_master.deps import run_in_function_scope
 from customer_master.errors import AppError, AuthRequired, Forbidden, NotFound, ServiceUnavailable, field_errors
 from customer_master.web.i18n import LANGUAGES, gettext_for, language_of, translations
 
@@ -70,25 +68,19 @@ def is_admin(principal: Principal | None) -> bool:
     return principal is not None and principal.role in ADMIN_ROLES
 
 
-def require_writer(principal: Principal) -> None:
-    if not can_write(principal):
-        raise Forbidden(f"Role {principal.role} may not change data")
-
-
-def require_admin(principal: Principal) -> None:
-    if not is_admin(principal):
-        raise Forbidden(f"Role {principal.role} may not do this; it needs ADMIN")
-
-
 class WebRoute(APIRoute):
-    """Routes of the UI: failures become HTML pages (or, for htmx, a message in the page's flash area)."""
+    """Routes of the UI: failures become HTML pages (or, for htmx, a message in the page's flash area).
+
+    The request's transaction ends inside (`run_in_function_scope`): an error rolls it back before it
+    becomes a page, as an error of the API does before it becomes JSON.
+    """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def handle(request: Request) -> Response:
             try:
-                return await handler(request)
+                return await run_in_function_scope(handler, request)
             except AppError as exc:
                 return error_response(request, exc)
             except RequestValidationError:  # only path and query parameters are declared: a bad id
@@ -162,34 +154,10 @@ def error_response(request: Request, exc: AppError) -> Response:
     return render(request, "error.html", context, status=exc.status)
 
 
-# --- the caller ---------------------------------------------------------------------------------
-
-
-def database(request: Request) -> Database:
-    db: Database = request.app.state.db
-    return db
-
-
 def jwt_secret(request: Request) -> str:
+    """The secret that signs the session cookie's login token and the CSRF tokens."""
     secret: str = request.app.state.jwt_secret
     return secret
-
-
-async def web_principal(request: Request) -> Principal:
-    """The caller behind the session cookie; a missing, expired or revoked session sends them to log in."""
-    token = request.cookies.get(SESSION_COOKIE)
-    if not token or token.startswith(security.API_TOKEN_PREFIX):  # the cookie only ever holds a login JWT
-        raise LoginRequired()
-    try:
-        async with database(request).transaction() as session:
-            principal = await auth_service.principal_from_bearer(session, jwt_secret(request), token)
-    except (AuthRequired, Forbidden):  # expired, or the user was disabled meanwhile
-        raise LoginRequired() from None
-    request.state.principal = principal
-    return principal
-
-
-WebUser = Annotated[Principal, Depends(web_principal)]
 
 
 # --- CSRF: a signed double-submit token -----------------------------------------------------------

@@ -26,23 +26,21 @@ from customer_master.customers.schemas import (
     CustomerOut,
     CustomerPatch,
 )
+from customer_master.deps import SessionDep
 from customer_master.errors import AppError, Conflict, NotFound
 from customer_master.merge_patch import merge_patch_between
 from customer_master.web.core import (
     CsrfChecked,
     FieldErrors,
     WebRoute,
-    WebUser,
     add_error,
-    database,
     errors_of,
     form_text,
     is_htmx,
     redirect,
     render,
-    require_admin,
-    require_writer,
 )
+from customer_master.web.deps import WebAdmin, WebUser, WebWriter
 from customer_master.web.i18n import gettext_for
 
 router = APIRouter(route_class=WebRoute)
@@ -62,26 +60,32 @@ def search_filters(text: str) -> dict[str, str]:
     return {"email": text[:320]} if "@" in text else {"q": text}
 
 
-async def _page(request: Request, principal: Principal, search: str, cursor: str | None) -> dict[str, Any]:
-    async with database(request).transaction() as session:
-        items, next_cursor = await service.list_customers(
-            session, principal.org_id, **search_filters(search), limit=PAGE_SIZE, cursor=cursor or None
-        )
+async def _page(session: AsyncSession, principal: Principal, search: str, cursor: str | None) -> dict[str, Any]:
+    items, next_cursor = await service.list_customers(
+        session, principal.org_id, **search_filters(search), limit=PAGE_SIZE, cursor=cursor or None
+    )
     return {"items": items, "next_cursor": next_cursor, "search": search, "first_page": not cursor}
 
 
 @router.get("/customers")
 async def customer_list(
-    request: Request, principal: WebUser, q: str = "", cursor: str | None = None, deleted: str | None = None
+    request: Request,
+    session: SessionDep,
+    principal: WebUser,
+    q: str = "",
+    cursor: str | None = None,
+    deleted: str | None = None,
 ) -> Response:
-    context = await _page(request, principal, q, cursor)
+    context = await _page(session, principal, q, cursor)
     return render(request, "customers/list.html", {**context, "deleted": deleted})
 
 
 @router.get("/customers/rows")
-async def customer_rows(request: Request, principal: WebUser, q: str = "", cursor: str | None = None) -> Response:
+async def customer_rows(
+    request: Request, session: SessionDep, principal: WebUser, q: str = "", cursor: str | None = None
+) -> Response:
     """The table rows for search-as-you-type and the "more" button (htmx)."""
-    context = await _page(request, principal, q, cursor)
+    context = await _page(session, principal, q, cursor)
     headers = {"HX-Replace-Url": "/customers" + (f"?q={quote(q, safe='')}" if q.strip() else "")} if not cursor else {}
     return render(request, "customers/_rows.html", context, headers=headers)
 
@@ -144,12 +148,6 @@ async def _customer(session: AsyncSession, principal: Principal, customer_id: uu
     return await service.get_customer(session, principal.org_id, customer_id)
 
 
-async def _detail(request: Request, principal: Principal, customer_id: uuid.UUID, **extra: Any) -> Response:
-    async with database(request).transaction() as session:
-        document = await _customer(session, principal, customer_id)
-    return _render_detail(request, document.customer, **extra)
-
-
 def _render_detail(request: Request, customer: CustomerOut, status: int = 200, **extra: Any) -> Response:
     fields = editable_fields(customer)
     context = {
@@ -164,14 +162,12 @@ def _render_detail(request: Request, customer: CustomerOut, status: int = 200, *
 
 
 @router.get("/customers/new")
-async def new_customer_page(request: Request, principal: WebUser) -> Response:
-    require_writer(principal)
+async def new_customer_page(request: Request, principal: WebWriter) -> Response:
     return render(request, "customers/new.html", {"values": DEFAULT_VALUES})
 
 
 @router.post("/customers/new", dependencies=[CsrfChecked])
-async def create_customer(request: Request, principal: WebUser) -> Response:
-    require_writer(principal)
+async def create_customer(request: Request, session: SessionDep, principal: WebWriter) -> Response:
     form = await request.form()
     fields, errors = fields_from_form(form)
     contact_email = form_text(form, "contacts.0.email").strip()
@@ -192,7 +188,7 @@ async def create_customer(request: Request, principal: WebUser) -> Response:
     if errors:
         return render(request, "customers/new.html", {"values": values, "errors": errors}, status=422)
     try:
-        async with database(request).transaction() as session:
+        async with session.begin_nested():  # refused (an ERP number taken): nothing written, the form again
             document = await service.create_customer(session, principal.org_id, data)
     except AppError as exc:
         context = {"values": values, "errors": errors_of(exc), "conflict": _conflict_link(exc)}
@@ -208,23 +204,25 @@ def _conflict_link(exc: AppError) -> str | None:
 
 
 @router.get("/customers/{customer_id}")
-async def customer_page(request: Request, customer_id: uuid.UUID, principal: WebUser) -> Response:
-    return await _detail(request, principal, customer_id)
+async def customer_page(request: Request, customer_id: uuid.UUID, session: SessionDep, principal: WebUser) -> Response:
+    document = await _customer(session, principal, customer_id)
+    return _render_detail(request, document.customer)
 
 
 @router.get("/customers/{customer_id}/fields")
-async def customer_fields(request: Request, customer_id: uuid.UUID, principal: WebUser) -> Response:
+async def customer_fields(
+    request: Request, customer_id: uuid.UUID, session: SessionDep, principal: WebUser
+) -> Response:
     """The fields as text (htmx: "cancel" of the edit form)."""
-    async with database(request).transaction() as session:
-        document = await _customer(session, principal, customer_id)
+    document = await _customer(session, principal, customer_id)
     return render(request, "customers/_fields.html", {"customer": document.customer, "focus_edit": True})
 
 
 @router.get("/customers/{customer_id}/edit")
-async def edit_customer_form(request: Request, customer_id: uuid.UUID, principal: WebUser) -> Response:
-    require_writer(principal)
-    async with database(request).transaction() as session:
-        document = await _customer(session, principal, customer_id)
+async def edit_customer_form(
+    request: Request, customer_id: uuid.UUID, session: SessionDep, principal: WebWriter
+) -> Response:
+    document = await _customer(session, principal, customer_id)
     if not is_htmx(request):
         return _render_detail(request, document.customer, editing=True)
     fields = editable_fields(document.customer)
@@ -237,12 +235,14 @@ async def edit_customer_form(request: Request, customer_id: uuid.UUID, principal
 
 
 @router.post("/customers/{customer_id}", dependencies=[CsrfChecked])
-async def save_customer(request: Request, customer_id: uuid.UUID, principal: WebUser) -> Response:
+async def save_customer(
+    request: Request, customer_id: uuid.UUID, session: SessionDep, principal: WebWriter
+) -> Response:
     """Saves what the person changed, as a merge patch against what the form showed them.
 
-    Fields the person did not touch are not sent, so a concurrent change to another field survives.
+    Fields the person did not touch are not sent, so a concurrent change to another field survives. One
+    transaction reads the customer and writes the patch (`update_customer` locks the row, as for the API).
     """
-    require_writer(principal)
     form = await request.form()
     desired, errors = fields_from_form(form)
     raw_base = form_text(form, "base")
@@ -253,8 +253,7 @@ async def save_customer(request: Request, customer_id: uuid.UUID, principal: Web
             raise ValueError
     except ValueError:
         base = None
-    async with database(request).transaction() as session:
-        current = await _customer(session, principal, customer_id)
+    current = await _customer(session, principal, customer_id)
     if base is None:
         base = editable_fields(current.customer)
         raw_base = json.dumps(base, ensure_ascii=False)
@@ -266,7 +265,7 @@ async def save_customer(request: Request, customer_id: uuid.UUID, principal: Web
     try:
         checked = CustomerPatch.model_validate(patch)
         if not errors and patch:
-            async with database(request).transaction() as session:
+            async with session.begin_nested():  # refused: nothing written, the form again with the reasons
                 document = await service.update_customer(session, principal.org_id, customer_id, checked, None)
     except ValidationError as exc:
         errors = _merge_errors(errors, errors_of(exc))
@@ -289,18 +288,18 @@ async def save_customer(request: Request, customer_id: uuid.UUID, principal: Web
 
 
 @router.get("/customers/{customer_id}/delete")
-async def delete_customer_page(request: Request, customer_id: uuid.UUID, principal: WebUser) -> Response:
-    require_admin(principal)
-    async with database(request).transaction() as session:
-        document = await _customer(session, principal, customer_id)
+async def delete_customer_page(
+    request: Request, customer_id: uuid.UUID, session: SessionDep, principal: WebAdmin
+) -> Response:
+    document = await _customer(session, principal, customer_id)
     return render(request, "customers/delete.html", {"customer": document.customer})
 
 
 @router.post("/customers/{customer_id}/delete", dependencies=[CsrfChecked])
-async def delete_customer(request: Request, customer_id: uuid.UUID, principal: WebUser) -> Response:
-    require_admin(principal)
-    async with database(request).transaction() as session:
-        await service.delete_customer(session, principal.org_id, customer_id, None)
+async def delete_customer(
+    request: Request, customer_id: uuid.UUID, session: SessionDep, principal: WebAdmin
+) -> Response:
+    await service.delete_customer(session, principal.org_id, customer_id, None)
     return redirect(request, "/customers?deleted=1")
 
 
@@ -317,14 +316,14 @@ def _contact_fields(form: FormData) -> dict[str, Any]:
 
 async def _contacts_response(
     request: Request,
+    session: AsyncSession,
     principal: Principal,
     customer_id: uuid.UUID,
     status: int = 200,
     **extra: Any,
 ) -> Response:
     """htmx gets the contacts section again; a plain form goes back to the customer page."""
-    async with database(request).transaction() as session:
-        document = await _customer(session, principal, customer_id)
+    document = await _customer(session, principal, customer_id)
     if not is_htmx(request):
         if status == 200 and not extra.get("editing_contact"):
             return redirect(request, f"/customers/{customer_id}#contacts")
@@ -334,53 +333,53 @@ async def _contacts_response(
 
 
 @router.get("/customers/{customer_id}/contacts")
-async def contacts_section(request: Request, customer_id: uuid.UUID, principal: WebUser) -> Response:
-    async with database(request).transaction() as session:
-        document = await _customer(session, principal, customer_id)
+async def contacts_section(
+    request: Request, customer_id: uuid.UUID, session: SessionDep, principal: WebUser
+) -> Response:
+    document = await _customer(session, principal, customer_id)
     context = {"customer": document.customer, "contacts": document.customer.contacts, "contact_values": {}}
     return render(request, "customers/_contacts.html", context)
 
 
 @router.post("/customers/{customer_id}/contacts", dependencies=[CsrfChecked])
-async def add_contact(request: Request, customer_id: uuid.UUID, principal: WebUser) -> Response:
-    require_writer(principal)
+async def add_contact(request: Request, customer_id: uuid.UUID, session: SessionDep, principal: WebWriter) -> Response:
     form = await request.form()
     values = {name: form_text(form, name) for name in ("email", "name", "is_primary")}
     try:
         data = ContactIn.model_validate(_contact_fields(form))
-        async with database(request).transaction() as session:
+        async with session.begin_nested():  # refused (the e-mail is taken): nothing written, the form again
             await service.create_contact(session, principal.org_id, customer_id, data)
     except ValidationError as exc:
         return await _contacts_response(
-            request, principal, customer_id, 422, contact_errors=errors_of(exc), contact_values=values
+            request, session, principal, customer_id, 422, contact_errors=errors_of(exc), contact_values=values
         )
     except NotFound:
         raise
     except AppError as exc:
         return await _contacts_response(
-            request, principal, customer_id, exc.status, contact_errors=errors_of(exc), contact_values=values
+            request, session, principal, customer_id, exc.status, contact_errors=errors_of(exc), contact_values=values
         )
     _ = gettext_for(request)
-    return await _contacts_response(request, principal, customer_id, contacts_message=_("Contact added."))
+    return await _contacts_response(request, session, principal, customer_id, contacts_message=_("Contact added."))
 
 
 @router.get("/customers/{customer_id}/contacts/{contact_id}/edit")
 async def edit_contact_form(
-    request: Request, customer_id: uuid.UUID, contact_id: uuid.UUID, principal: WebUser
+    request: Request, customer_id: uuid.UUID, contact_id: uuid.UUID, session: SessionDep, principal: WebWriter
 ) -> Response:
-    require_writer(principal)
-    return await _contacts_response(request, principal, customer_id, editing_contact=contact_id)
+    return await _contacts_response(request, session, principal, customer_id, editing_contact=contact_id)
 
 
 @router.post("/customers/{customer_id}/contacts/{contact_id}", dependencies=[CsrfChecked])
-async def save_contact(request: Request, customer_id: uuid.UUID, contact_id: uuid.UUID, principal: WebUser) -> Response:
-    require_writer(principal)
+async def save_contact(
+    request: Request, customer_id: uuid.UUID, contact_id: uuid.UUID, session: SessionDep, principal: WebWriter
+) -> Response:
     form = await request.form()
     fields = _contact_fields(form)
     values = {name: form_text(form, name) for name in ("email", "name")}
     try:
         patch = ContactPatch.model_validate({"email": fields["email"], "name": fields["name"]})
-        async with database(request).transaction() as session:
+        async with session.begin_nested():  # refused (the e-mail is taken): nothing written, the form again
             await service.update_contact(session, principal.org_id, customer_id, contact_id, patch)
     except ValidationError as exc:
         errors = errors_of(exc)
@@ -390,30 +389,29 @@ async def save_contact(request: Request, customer_id: uuid.UUID, contact_id: uui
         errors = errors_of(exc)
     else:
         _ = gettext_for(request)
-        return await _contacts_response(request, principal, customer_id, contacts_message=_("Contact saved."))
-    return await _contacts_response(
-        request, principal, customer_id, 422, editing_contact=contact_id, edit_errors=errors, edit_values=values
-    )
+        message = _("Contact saved.")
+        return await _contacts_response(request, session, principal, customer_id, contacts_message=message)
+    editing = {"editing_contact": contact_id, "edit_errors": errors, "edit_values": values}
+    return await _contacts_response(request, session, principal, customer_id, 422, **editing)
 
 
 @router.post("/customers/{customer_id}/contacts/{contact_id}/primary", dependencies=[CsrfChecked])
-async def make_primary(request: Request, customer_id: uuid.UUID, contact_id: uuid.UUID, principal: WebUser) -> Response:
-    require_writer(principal)
-    async with database(request).transaction() as session:
-        contact: ContactOut = await service.update_contact(
-            session, principal.org_id, customer_id, contact_id, ContactPatch(is_primary=True)
-        )
+async def make_primary(
+    request: Request, customer_id: uuid.UUID, contact_id: uuid.UUID, session: SessionDep, principal: WebWriter
+) -> Response:
+    contact: ContactOut = await service.update_contact(
+        session, principal.org_id, customer_id, contact_id, ContactPatch(is_primary=True)
+    )
     _ = gettext_for(request)
     message = _("%(email)s is now the primary contact.") % {"email": contact.email}
-    return await _contacts_response(request, principal, customer_id, contacts_message=message)
+    return await _contacts_response(request, session, principal, customer_id, contacts_message=message)
 
 
 @router.post("/customers/{customer_id}/contacts/{contact_id}/delete", dependencies=[CsrfChecked])
 async def delete_contact(
-    request: Request, customer_id: uuid.UUID, contact_id: uuid.UUID, principal: WebUser
+    request: Request, customer_id: uuid.UUID, contact_id: uuid.UUID, session: SessionDep, principal: WebWriter
 ) -> Response:
-    require_writer(principal)
-    async with database(request).transaction() as session:
-        await service.delete_contact(session, principal.org_id, customer_id, contact_id)
+    await service.delete_contact(session, principal.org_id, customer_id, contact_id)
     _ = gettext_for(request)
-    return await _contacts_response(request, principal, customer_id, contacts_message=_("Contact deleted."))
+    message = _("Contact deleted.")
+    return await _contacts_response(request, session, principal, customer_id, contacts_message=message)

@@ -7,12 +7,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from customer_master.auth.tenancy import Principal
+from customer_master.deps import SessionDep
 from customer_master.detection import service
 from customer_master.detection.schemas import DetectRequest
 from customer_master.detection.settings import detection_settings
-from customer_master.web.core import CsrfChecked, WebRoute, WebUser, database, errors_of, form_text, is_htmx, render
+from customer_master.web.core import CsrfChecked, WebRoute, errors_of, form_text, is_htmx, render
+from customer_master.web.deps import WebUser
 from customer_master.web.i18n import gettext_for
 
 router = APIRouter(route_class=WebRoute)
@@ -29,20 +32,21 @@ def signal_labels(request: Request) -> dict[str, str]:
     }
 
 
-async def _page(request: Request, principal: Principal, status: int = 200, **extra: Any) -> Response:
-    async with database(request).transaction() as session:
-        settings = await detection_settings(session, principal.org_id)
+async def _page(
+    request: Request, session: AsyncSession, principal: Principal, status: int = 200, **extra: Any
+) -> Response:
+    settings = await detection_settings(session, principal.org_id)
     context = {"values": {}, "settings": settings, "labels": signal_labels(request), **extra}
     return render(request, "detect.html", context, status=status)
 
 
 @router.get("/detect")
-async def detect_page(request: Request, principal: WebUser) -> Response:
-    return await _page(request, principal)
+async def detect_page(request: Request, session: SessionDep, principal: WebUser) -> Response:
+    return await _page(request, session, principal)
 
 
 @router.post("/detect", dependencies=[CsrfChecked])
-async def detect(request: Request, principal: WebUser) -> Response:
+async def detect(request: Request, session: SessionDep, principal: WebUser) -> Response:
     form = await request.form()
     values = {name: form_text(form, name) for name in FIELDS}
     hint = {
@@ -60,10 +64,9 @@ async def detect(request: Request, principal: WebUser) -> Response:
         errors = {field.replace("customer_hint.", "hint_"): reasons for field, reasons in errors_of(exc).items()}
         if is_htmx(request):
             return render(request, "_detect_results.html", {"errors": errors}, status=422)
-        return await _page(request, principal, 422, values=values, errors=errors)
-    async with database(request).transaction() as session:
-        result = await service.detect_customer(session, principal.org_id, detect_request)
+        return await _page(request, session, principal, 422, values=values, errors=errors)
+    result = await service.detect_customer(session, principal.org_id, detect_request)
     context: dict[str, Any] = {"result": result, "labels": signal_labels(request), "asked": any(body.values())}
     if is_htmx(request):
         return render(request, "_detect_results.html", context)
-    return await _page(request, principal, values=values, **context)
+    return await _page(request, session, principal, values=values, **context)

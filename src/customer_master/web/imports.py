@@ -17,11 +17,13 @@ from typing import Any, BinaryIO
 
 from anyio import to_thread
 from fastapi import APIRouter, Request, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException
 
 from customer_master.auth.tenancy import Principal
 from customer_master.config import get_settings
+from customer_master.deps import DatabaseDep, SessionDep
 from customer_master.errors import AppError, PayloadTooLarge, ValidationFailed
 from customer_master.imports import service
 from customer_master.imports.reader import CsvReader, ensure_field_size_limit
@@ -39,15 +41,13 @@ from customer_master.web.core import (
     CSRF_HEADER,
     MAX_FORM_FIELD_BYTES,
     WebRoute,
-    WebUser,
-    database,
     form_text,
     is_cross_site,
     is_htmx,
     render,
-    require_writer,
     verify_csrf,
 )
+from customer_master.web.deps import WebWriter
 from customer_master.web.i18n import gettext_for
 
 router = APIRouter(route_class=WebRoute)
@@ -56,23 +56,20 @@ ERRORS_SHOWN = 1000
 ERROR_COLUMN = "import_error"
 
 
-async def _history(request: Request, principal: Principal) -> list[Any]:
-    async with database(request).transaction() as session:
-        return list(await service.list_import_runs(session, principal.org_id, limit=HISTORY_SIZE))
-
-
-async def _respond(request: Request, principal: Principal, status: int = 200, **context: Any) -> Response:
+async def _respond(
+    request: Request, session: AsyncSession, principal: Principal, status: int = 200, **context: Any
+) -> Response:
     """htmx: the report, and the history out of band; a plain form: the whole page."""
-    context = {"history": await _history(request, principal), "errors_shown": ERRORS_SHOWN, **context}
+    history = list(await service.list_import_runs(session, principal.org_id, limit=HISTORY_SIZE))
+    context = {"history": history, "errors_shown": ERRORS_SHOWN, **context}
     context["oob_history"] = is_htmx(request)
     template = "_import_report.html" if is_htmx(request) else "import.html"
     return render(request, template, context, status=status)
 
 
 @router.get("/import")
-async def import_page(request: Request, principal: WebUser) -> Response:
-    require_writer(principal)
-    return await _respond(request, principal)
+async def import_page(request: Request, session: SessionDep, principal: WebWriter) -> Response:
+    return await _respond(request, session, principal)
 
 
 async def _upload(request: Request) -> tuple[FormData, UploadFile]:
@@ -127,26 +124,22 @@ def _failed_rows(report: ImportReport) -> str:
     return json.dumps({str(row): "; ".join(messages) for row, messages in reasons.items()}, ensure_ascii=False)
 
 
-async def _run(request: Request, principal: Principal, upload: UploadFile, *, dry_run: bool) -> ImportReport:
-    async with database(request).transaction() as session:
-        return await import_upload(session, principal, upload, dry_run=dry_run)
-
-
-async def _import(request: Request, principal: Principal, *, apply: bool) -> Response:
-    require_writer(principal)
+async def _import(request: Request, session: AsyncSession, principal: Principal, *, apply: bool) -> Response:
     _ = gettext_for(request)
     try:
         form, upload = await _upload(request)
     except (PayloadTooLarge, ValidationFailed) as exc:  # shown in the page; a forged form gets the error page
-        return await _respond(request, principal, exc.status, rejected=exc.message)
+        return await _respond(request, session, principal, exc.status, rejected=exc.message)
     try:
         sha256 = await to_thread.run_sync(_sha256, upload.file)
         changed = apply and form_text(form, "preview_sha256") != sha256
         dry_run = not apply or changed
         try:
-            report = await _run(request, principal, upload, dry_run=dry_run)
+            async with session.begin_nested():  # refused: nothing of the file written, the report page again
+                report = await import_upload(session, principal, upload, dry_run=dry_run)
         except AppError as exc:
-            return await _respond(request, principal, exc.status, rejected=exc.message, file_name=upload.filename)
+            rejected = {"rejected": exc.message, "file_name": upload.filename}
+            return await _respond(request, session, principal, exc.status, **rejected)
     finally:
         await upload.close()
     notice = _("The file changed since it was checked: here is the check of this file.") if changed else None
@@ -157,18 +150,18 @@ async def _import(request: Request, principal: Principal, *, apply: bool) -> Res
         "failed_rows": _failed_rows(report),
         "notice": notice,
     }
-    return await _respond(request, principal, **context)
+    return await _respond(request, session, principal, **context)
 
 
 @router.post("/import/preview")
-async def preview_import(request: Request, principal: WebUser) -> Response:
+async def preview_import(request: Request, session: SessionDep, principal: WebWriter) -> Response:
     """A dry run: the report exactly as the real import would give it, nothing written."""
-    return await _import(request, principal, apply=False)
+    return await _import(request, session, principal, apply=False)
 
 
 @router.post("/import/apply")
-async def apply_import(request: Request, principal: WebUser) -> Response:
-    return await _import(request, principal, apply=True)
+async def apply_import(request: Request, session: SessionDep, principal: WebWriter) -> Response:
+    return await _import(request, session, principal, apply=True)
 
 
 def failing_rows_csv(binary: BinaryIO, reasons: dict[int, str], max_line_length: int) -> bytes:
@@ -190,8 +183,7 @@ def failing_rows_csv(binary: BinaryIO, reasons: dict[int, str], max_line_length:
 
 
 @router.post("/import/failed-rows")
-async def download_failed_rows(request: Request, principal: WebUser) -> Response:
-    require_writer(principal)
+async def download_failed_rows(request: Request, principal: WebWriter) -> Response:
     form, upload = await _upload(request)
     try:
         listed = json.loads(form_text(form, "failed_rows") or "{}")
@@ -215,7 +207,9 @@ def _safe_name(stem: str) -> str:
 
 
 @router.get("/export/customers.csv")
-async def export_customers(request: Request, principal: WebUser, delimiter: str = ",") -> Response:
-    """The API's export (every customer, the import format) as a download."""
-    require_writer(principal)
-    return csv_download(database(request), principal, delimiter)
+async def export_customers(database: DatabaseDep, principal: WebWriter, delimiter: str = ",") -> Response:
+    """The API's export (every customer, the import format) as a download.
+
+    It streams on a connection of its own after the response has begun, when the request's session is over.
+    """
+    return csv_download(database, principal, delimiter)

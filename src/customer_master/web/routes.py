@@ -3,10 +3,11 @@
 Every route is left out of the OpenAPI document, which describes the `/api/v1` contract only.
 """
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse
 
 from customer_master.auth import service as auth_service
+from customer_master.deps import DatabaseDep
 from customer_master.errors import AuthRequired, Forbidden, NotFound, RateLimited
 from customer_master.web import admin, customers, detection, imports
 from customer_master.web.core import (
@@ -14,15 +15,14 @@ from customer_master.web.core import (
     STATIC_DIR,
     CsrfChecked,
     WebRoute,
-    database,
     form_text,
     jwt_secret,
     redirect,
     render,
     renew_csrf,
     safe_next,
-    web_principal,
 )
+from customer_master.web.deps import web_principal
 from customer_master.web.i18n import LANGUAGE_COOKIE, LANGUAGES, gettext_for
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
@@ -30,9 +30,8 @@ STATIC_FILES = {path.name for path in STATIC_DIR.iterdir() if path.is_file()}
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 
 
-@router.get("/")
-async def home(request: Request) -> Response:
-    await web_principal(request)
+@router.get("/", dependencies=[Depends(web_principal)])
+async def home() -> Response:
     return RedirectResponse("/customers", status_code=303)
 
 
@@ -54,7 +53,8 @@ async def login_page(request: Request, next: str | None = None) -> Response:
 
 
 @router.post("/login", dependencies=[CsrfChecked])
-async def login(request: Request) -> Response:
+async def login(request: Request, database: DatabaseDep) -> Response:
+    """Checks the password in transactions of its own (`auth_service.login`: a failed attempt is recorded)."""
     form = await request.form()
     values = {name: form_text(form, name).strip() for name in ("org_slug", "email")}
     target = safe_next(form_text(form, "next"))
@@ -62,7 +62,7 @@ async def login(request: Request) -> Response:
     state = request.app.state
     try:
         token = await auth_service.login(
-            database(request), jwt_secret(request), state.token_ttl_s, values["org_slug"], values["email"],
+            database, jwt_secret(request), state.token_ttl_s, values["org_slug"], values["email"],
             form_text(form, "password"),
         )  # fmt: skip
     except RateLimited as exc:
