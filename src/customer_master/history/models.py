@@ -16,8 +16,8 @@ from sqlalchemy import (
     ForeignKey,
     ForeignKeyConstraint,
     Index,
-    Integer,
     PrimaryKeyConstraint,
+    Sequence,
     Text,
     text,
 )
@@ -53,6 +53,10 @@ class ChangeFeedPosition(Base):
     last_sequence: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 
 
+# The entries' positions, in the order they were written (a transaction's may have gaps).
+change_entry_position = Sequence("change_entry_position", data_type=BigInteger, metadata=Base.metadata)
+
+
 class ChangeTransaction(Base):
     """One row per writing transaction and org: who wrote, from where, and its sequences once committed."""
 
@@ -65,7 +69,7 @@ class ChangeTransaction(Base):
 
     org_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("org.id", ondelete="CASCADE"))
     txid: Mapped[int] = mapped_column(Xid8)
-    entries: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    first_position: Mapped[int] = mapped_column(BigInteger)  # below every position of its entries
     first_sequence: Mapped[int | None] = mapped_column(BigInteger)  # NULL until the transaction commits
     last_sequence: Mapped[int | None] = mapped_column(BigInteger)
     committed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -77,7 +81,7 @@ class ChangeTransaction(Base):
 
 
 class ChangeEntry(Base):
-    """One entry per changed customer or contact and transaction, `position` in the order written."""
+    """One entry per changed customer or contact and transaction: its fields before and after it."""
 
     __tablename__ = "change_entry"
     __table_args__ = (
@@ -94,10 +98,11 @@ class ChangeEntry(Base):
 
     org_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     txid: Mapped[int] = mapped_column(Xid8)
-    position: Mapped[int] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(BigInteger, server_default=change_entry_position.next_value())
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), server_default=text("gen_random_uuid()"))
     type: Mapped[str] = mapped_column(Text)
     customer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     contact_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     object_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))  # the contact, else the customer
-    changes: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSONB)  # the object's fields before (NULL: created)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSONB)  # and after the transaction (NULL: deleted)

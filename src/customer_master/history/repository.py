@@ -1,7 +1,8 @@
 """The SQL of history and the event feed: reads of what migration 0007's triggers recorded.
 
-An entry's `sequence` is its transaction's first sequence (stamped at commit) plus its position. Entries
-whose changes cancelled out within their transaction (`{}`) are never shown.
+An entry's `sequence` is its transaction's first sequence (stamped at commit) plus its position within the
+transaction. Entries whose changes cancelled out within their transaction (`before` = `after`) are never
+shown (`VISIBLE`).
 """
 
 import uuid
@@ -10,18 +11,20 @@ import asyncpg
 
 from customer_master.auth.tenancy import OrgId
 
-ENTRY_COLUMNS = """
-e.id, t.first_sequence + e.position - 1 AS sequence, e.type, t.committed_at AS occurred_at,
+SEQUENCE = "t.first_sequence + (e.position - t.first_position)"
+VISIBLE = "e.before IS DISTINCT FROM e.after"
+ENTRY_COLUMNS = f"""
+e.id, {SEQUENCE} AS sequence, e.type, t.committed_at AS occurred_at,
 e.customer_id, e.contact_id, t.actor::text AS actor, t.source, t.request_id, t.import_id, t.merge_id,
-e.changes::text AS changes
+e.before::text AS before, e.after::text AS after
 """
 
 CUSTOMER_HISTORY = f"""
 SELECT {ENTRY_COLUMNS}
   FROM change_entry e
   JOIN change_transaction t ON t.org_id = e.org_id AND t.txid = e.txid
- WHERE e.org_id = $1 AND e.customer_id = $2 AND e.changes <> '{{}}'
-   AND t.first_sequence + e.position - 1 < coalesce($3, 9223372036854775807)
+ WHERE e.org_id = $1 AND e.customer_id = $2 AND {VISIBLE}
+   AND {SEQUENCE} < coalesce($3, 9223372036854775807)
  ORDER BY t.first_sequence DESC, e.position DESC
  LIMIT $4
 """
@@ -41,8 +44,7 @@ page AS (
   SELECT {ENTRY_COLUMNS}
     FROM change_transaction t
     JOIN change_entry e ON e.org_id = t.org_id AND e.txid = t.txid
-   WHERE t.org_id = $1 AND t.last_sequence > $2 AND t.first_sequence + e.position - 1 > $2
-     AND e.changes <> '{{}}'
+   WHERE t.org_id = $1 AND t.last_sequence > $2 AND {SEQUENCE} > $2 AND {VISIBLE}
      AND ($3::text[] IS NULL OR e.type = ANY ($3) OR e.type LIKE ANY ($4))
    ORDER BY t.last_sequence, e.position
    LIMIT $5)

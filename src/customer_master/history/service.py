@@ -46,6 +46,38 @@ def parse_types(types: str | None) -> tuple[list[str], list[str]] | None:
     return exact, prefixes
 
 
+# Fields stored as one JSON object and listed one key each (`billing_address.city`, `metadata.group`).
+OBJECT_FIELDS = frozenset({"billing_address", "shipping_address", "metadata"})
+
+
+def _flat(fields: dict[str, Any] | None) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for field, value in (fields or {}).items():
+        if field in OBJECT_FIELDS:
+            if isinstance(value, dict):
+                flat.update((f"{field}.{key}", inner) for key, inner in value.items())
+        else:
+            flat[field] = value
+    return flat
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def changes_between(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """API.md §10 `changes`: each field whose value differs, `from` → `to` (null where there is none), so a
+    created object lists its non-null fields and a deleted one all it had. JSON-equal, not Python-equal:
+    `true` is not `1`."""
+    old, new = _flat(before), _flat(after)
+    fields = [*old, *(field for field in new if field not in old)]
+    return {
+        field: {"from": old.get(field), "to": new.get(field)}
+        for field in fields
+        if _json(old.get(field)) != _json(new.get(field))
+    }
+
+
 def _change_data(row: asyncpg.Record) -> dict[str, Any]:
     return {
         "customer_id": row["customer_id"],
@@ -55,7 +87,9 @@ def _change_data(row: asyncpg.Record) -> dict[str, Any]:
         "request_id": row["request_id"],
         "import_id": row["import_id"],
         "merge_id": row["merge_id"],
-        "changes": json.loads(row["changes"]),
+        "changes": changes_between(
+            json.loads(row["before"]) if row["before"] else None, json.loads(row["after"]) if row["after"] else None
+        ),
     }
 
 

@@ -11,6 +11,7 @@ from datetime import datetime
 import asyncpg
 
 from customer_master.auth.tenancy import OrgId
+from customer_master.history.repository import SEQUENCE, VISIBLE
 
 ENDPOINT_COLUMNS = "id, url, types, description, status, created_at"
 
@@ -122,12 +123,12 @@ RETURNING status
 """
 
 # (endpoint, event) pairs not yet delivered to active endpoints, every org: the `types` rule of the feed.
-PENDING_EVENTS = """
+PENDING_EVENTS = f"""
 SELECT count(*)
   FROM webhook_endpoint w
   JOIN change_transaction t ON t.org_id = w.org_id AND t.last_sequence > w.cursor
   JOIN change_entry e ON e.org_id = t.org_id AND e.txid = t.txid
- WHERE w.status = 'ACTIVE' AND t.first_sequence + e.position - 1 > w.cursor AND e.changes <> '{}'
+ WHERE w.status = 'ACTIVE' AND {SEQUENCE} > w.cursor AND {VISIBLE}
    AND (w.types IS NULL OR e.type = ANY (w.types)
         OR EXISTS (SELECT 1 FROM unnest(w.types) AS p (type)
                     WHERE right(p.type, 2) = '.*' AND starts_with(e.type, left(p.type, -1))))
