@@ -32,6 +32,17 @@ IfMatch = Annotated[str | None, Header(alias="If-Match", description="The ETag y
 SearchText = Annotated[str | None, AfterValidator(validation.reject_nul)]
 
 
+def parse_if_match(header: str | None) -> frozenset[str] | None:
+    """The ETags an `If-Match` header names (weak ones by their opaque part), or None for no condition.
+
+    `*` asks only that the customer exists, which every route that reads this header checks anyway.
+    """
+    if header is None:
+        return None
+    tags = frozenset(tag.strip().removeprefix("W/") for tag in header.split(","))
+    return None if "*" in tags else tags
+
+
 def _document_response(document: service.CustomerDocument, status_code: int = 200) -> Response:
     return Response(
         document.body, status_code=status_code, media_type="application/json", headers={"ETag": document.etag}
@@ -80,12 +91,14 @@ async def get_customer(id: uuid.UUID, session: SessionDep, principal: AnyRole) -
 async def update_customer(
     id: uuid.UUID, body: CustomerPatch, session: SessionDep, principal: Writer, if_match: IfMatch = None
 ) -> Response:
-    return _document_response(await service.update_customer(session, principal.org_id, id, body, if_match))
+    return _document_response(
+        await service.update_customer(session, principal.org_id, id, body, parse_if_match(if_match))
+    )
 
 
 @router.delete("/customers/{id}", status_code=204)
 async def delete_customer(id: uuid.UUID, session: SessionDep, principal: Admin, if_match: IfMatch = None) -> Response:
-    await service.delete_customer(session, principal.org_id, id, if_match)
+    await service.delete_customer(session, principal.org_id, id, parse_if_match(if_match))
     return Response(status_code=204)
 
 
