@@ -16,6 +16,7 @@ from customer_master.auth.models import ADMIN_ROLES, WRITER_ROLES, Role
 from customer_master.auth.tenancy import Principal
 from customer_master.db.session import Database
 from customer_master.errors import AuthRequired, Forbidden
+from customer_master.history.context import Actor, Source, record_changes_as
 
 _bearer = HTTPBearer(auto_error=False, description="A login token (JWT) or an org API token")
 
@@ -75,15 +76,22 @@ async def current_principal(
     return principal
 
 
-def require_role(*roles: Role, caller: Callable[..., Awaitable[Principal]] = current_principal) -> Any:
+def require_role(
+    *roles: Role, caller: Callable[..., Awaitable[Principal]] = current_principal, source: Source = "api"
+) -> Any:
     """A dependency: the caller, when their role is one of `roles`; else 403.
 
     The one role rule of the API and the web UI; the web passes its own `caller` (from the session cookie).
+    A caller who may write is named, with `source` and the request id, for the history of what the
+    request's transaction changes (API.md §10).
     """
 
-    async def check(principal: Annotated[Principal, Depends(caller)]) -> Principal:
+    async def check(
+        request: Request, session: SessionDep, principal: Annotated[Principal, Depends(caller)]
+    ) -> Principal:
         if principal.role not in roles:
             raise Forbidden(f"Role {principal.role} may not do this")
+        await record_changes_as(session, Actor.of(principal), source, request_id=request.state.request_id)
         return principal
 
     return Depends(check)

@@ -33,5 +33,5 @@ async def web_principal(request: Request, session: SessionDep) -> Principal:
 
 
 WebUser = Annotated[Principal, Depends(web_principal)]
-WebWriter = Annotated[Principal, require_role(*WRITER_ROLES, caller=web_principal)]
-WebAdmin = Annotated[Principal, require_role(*ADMIN_ROLES, caller=web_principal)]
+WebWriter = Annotated[Principal, require_role(*WRITER_ROLES, caller=web_principal, source="web")]
+WebAdmin = Annotated[Principal, require_role(*ADMIN_ROLES, caller=web_principal, source="web")]
