@@ -9,6 +9,7 @@ from customer_master.auth.schemas import UserCreate
 from customer_master.auth.tenancy import OrgId
 from customer_master.customers import service as customer_service
 from customer_master.customers.schemas import CustomerCreate
+from customer_master.history.context import Actor, record_changes_as
 
 DEMO_SLUG = "demo"
 DEMO_PASSWORD = "customer-master-demo"
@@ -103,6 +104,7 @@ async def ensure_demo_org(session: AsyncSession) -> bool:
     for email, role in DEMO_USERS:
         user = UserCreate(email=email, name=f"Demo {role.value.title()}", role=role, password=DEMO_PASSWORD)
         await auth_service.create_user(session, org_id, user)
+    await record_changes_as(session, Actor.command("serve --demo"), "cli")
     for sample in SAMPLE_CUSTOMERS:
         await customer_service.create_customer(session, org_id, CustomerCreate.model_validate(sample))
     return True

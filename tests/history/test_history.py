@@ -166,3 +166,61 @@ def test_a_rolled_back_write_records_nothing(org: OrgContext, db: Db) -> None:
 
     assert db.fetch("SELECT count(*) FROM change_entry WHERE org_id = :org", org=org.id) == [(0,)]
     assert db.fetch("SELECT count(*) FROM change_transaction WHERE org_id = :org", org=org.id) == [(0,)]
+
+
+def import_csv(client: httpx.Client, org: OrgContext, content: str) -> dict[str, Any]:
+    response = client.post(
+        "/api/v1/imports/customers",
+        files={"file": ("kunden.csv", content.encode(), "text/csv")},
+        headers={**org.headers(Role.INTEGRATOR), "X-Request-ID": "req-import"},
+    )
+    assert response.status_code == 200, response.text
+    report: dict[str, Any] = response.json()
+    return report
+
+
+def org_entries(db: Db, org: OrgContext) -> int:
+    ((count,),) = db.fetch("SELECT count(*) FROM change_entry WHERE org_id = :org", org=org.id)
+    return int(count)
+
+
+def test_an_import_records_one_entry_per_changed_customer_and_contact(
+    client: httpx.Client, org: OrgContext, db: Db
+) -> None:
+    header = "name,erp_customer_number,default_currency,default_language,billing_city,contact_email,contact_name\n"
+    rows = [f"Kunde {n},K-{n},EUR,de-DE,Köln,k{n}@kunde{n}.de,Anna\n" for n in range(10)]
+    first = import_csv(client, org, header + "".join(rows))
+    assert first["imported"] == 10
+    assert org_entries(db, org) == 20
+
+    again = import_csv(client, org, header + "".join(rows))
+    assert again["unchanged"] == 10
+    assert org_entries(db, org) == 20, "an unchanged re-import records nothing"
+
+    rows[3] = rows[3].replace("Köln", "Bonn")
+    rows[7] = rows[7].replace("Anna", "Berta")
+    changed = import_csv(client, org, header + "".join(rows))
+    assert changed["updated"] == 2
+    assert org_entries(db, org) == 22
+
+    customer = client.get("/api/v1/customers?erp_number=K-3", headers=org.headers()).json()["items"][0]
+    latest = history(client, org, customer["id"])[0]
+    assert latest["type"] == "customer.updated"
+    assert latest["changes"] == {"billing_address.city": {"from": "Köln", "to": "Bonn"}}
+    assert latest["source"] == "import"
+    assert latest["import_id"] == changed["import_id"]
+    assert latest["request_id"] == "req-import"
+    assert latest["actor"]["label"] == "test-integrator"
+    runs = client.get("/api/v1/imports", headers=org.headers()).json()["items"]
+    assert changed["import_id"] in {run["id"] for run in runs}
+
+
+def test_a_dry_run_records_nothing(client: httpx.Client, org: OrgContext, db: Db) -> None:
+    content = "name,erp_customer_number,default_currency,default_language\nTrocken GmbH,T-1,EUR,de-DE\n"
+    response = client.post(
+        "/api/v1/imports/customers?dry_run=true",
+        files={"file": ("kunden.csv", content.encode(), "text/csv")},
+        headers=org.headers(),
+    )
+    assert response.json()["imported"] == 1
+    assert org_entries(db, org) == 0

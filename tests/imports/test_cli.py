@@ -48,6 +48,14 @@ def test_import_prints_a_summary_and_exits_0_when_every_row_applied(
     assert customer_by_erp(client, org, "CLI-1")["name"] == "Müller GmbH"
     (run,) = client.get("/api/v1/imports", headers=org.headers()).json()["items"]
     assert (run["source"], run["file_name"], run["user_email"], run["token_name"]) == ("cli", "kunden.csv", None, None)
+    customer_id = customer_by_erp(client, org, "CLI-1")["id"]
+    history = client.get(f"/api/v1/customers/{customer_id}/history", headers=org.headers()).json()["items"]
+    assert {(e["type"], e["source"], e["import_id"], e["request_id"]) for e in history} == {
+        ("customer.created", "import", run["id"], None),
+        ("contact.created", "import", run["id"], None),
+    }
+    assert {e["actor"]["label"] for e in history} == {"customer-master import"}
+    assert {e["actor"]["type"] for e in history} == {"system"}
 
 
 def test_import_json_prints_the_report_and_exits_1_when_rows_failed(

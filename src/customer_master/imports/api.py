@@ -45,7 +45,7 @@ async def import_customers(
 ) -> ImportReport:
     upload = await receive_csv_upload(request)
     try:
-        return await import_upload(session, principal, upload, dry_run=dry_run)
+        return await import_upload(session, principal, upload, request.state.request_id, dry_run=dry_run)
     finally:
         await upload.close()
 

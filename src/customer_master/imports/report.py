@@ -4,6 +4,7 @@ Plain Python over what staging and the set-based statements returned; no databas
 """
 
 import json
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +35,7 @@ class Applied:
 
 
 def build_report(
-    reader: CsvReader, validator: RowValidator, staged: Staged, applied: Applied, dry_run: bool
+    reader: CsvReader, validator: RowValidator, staged: Staged, applied: Applied, dry_run: bool, import_id: uuid.UUID
 ) -> ImportReport:
     errors = sorted(staged.errors + applied.errors, key=_error_order)
     warnings = list(applied.warnings)
@@ -69,6 +70,7 @@ def build_report(
         encoding="windows-1252" if reader.encoding == "windows-1252" else "utf-8",
         delimiter=reader.delimiter,
         dry_run=dry_run,
+        import_id=import_id,
     )
 
 

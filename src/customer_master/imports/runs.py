@@ -10,12 +10,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from customer_master.auth.tenancy import OrgId, Principal
+from customer_master.history.context import Actor
 from customer_master.imports.schemas import ImportReport, ImportRunOut
 
 
 @dataclass(frozen=True)
 class ImportSource:
-    """Who imports which file, for the `import_run` record."""
+    """Who imports which file, for the `import_run` record and the history of what the import changes."""
 
     kind: Literal["api", "cli"]
     file_name: str | None = None
@@ -23,9 +24,11 @@ class ImportSource:
     user_email: str | None = None
     token_id: uuid.UUID | None = None
     token_name: str | None = None
+    actor: Actor = Actor.command("import")
+    request_id: str | None = None
 
     @classmethod
-    def from_principal(cls, principal: Principal, file_name: str | None) -> "ImportSource":
+    def from_principal(cls, principal: Principal, file_name: str | None, request_id: str | None) -> "ImportSource":
         return cls(
             kind="api",
             file_name=file_name,
@@ -33,6 +36,8 @@ class ImportSource:
             user_email=principal.user_email,
             token_id=principal.token_id,
             token_name=principal.token_name,
+            actor=Actor.of(principal),
+            request_id=request_id,
         )
 
 
@@ -54,17 +59,26 @@ async def roll_back_dry_run(conn: asyncpg.Connection) -> None:
 
 # --- the record -----------------------------------------------------------------------------------
 
-INSERT_IMPORT_RUN = """INSERT INTO import_run (org_id, source, user_id, user_email, token_id, token_name, file_name, dry_run,
-                                   encoding, delimiter, row_count, imported, updated, unchanged, failed,
-                                   contacts_created, contacts_updated, duration_ms)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"""  # noqa: E501 (the text as the import has always sent it)
+INSERT_IMPORT_RUN = """
+INSERT INTO import_run (id, org_id, source, user_id, user_email, token_id, token_name, file_name, dry_run,
+                        encoding, delimiter, row_count, imported, updated, unchanged, failed,
+                        contacts_created, contacts_updated, duration_ms)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+"""
 
 
 async def record_run(
-    conn: asyncpg.Connection, org_id: OrgId, source: ImportSource, report: ImportReport, duration_ms: int
+    conn: asyncpg.Connection,
+    org_id: OrgId,
+    run_id: uuid.UUID,
+    source: ImportSource,
+    report: ImportReport,
+    duration_ms: int,
 ) -> None:
+    """The `/imports` record, under the id the import's history entries name (`import_id`)."""
     await conn.execute(
         INSERT_IMPORT_RUN,
+        run_id,
         org_id,
         source.kind,
         source.user_id,

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class RowError(BaseModel):
@@ -33,6 +33,7 @@ class ImportReport(BaseModel):
     encoding: Literal["utf-8", "windows-1252"]
     delimiter: str
     dry_run: bool
+    import_id: uuid.UUID = Field(description="The `/imports` record of this import; its history entries name it")
 
     def as_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

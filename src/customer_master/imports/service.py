@@ -29,6 +29,7 @@ from anyio import to_thread
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from customer_master.auth.tenancy import OrgId
+from customer_master.history.context import record_changes_as
 from customer_master.imports import runs, staging, upsert_sql
 from customer_master.imports.emails import EmailCheck, load_known_emails
 from customer_master.imports.reader import CsvReader, ensure_field_size_limit
@@ -61,6 +62,8 @@ async def import_customers_csv(
     ensure_field_size_limit(max_line_length)
     reader = await to_thread.run_sync(partial(CsvReader, file, max_line_length=max_line_length))
     validator = RowValidator(parse_header(reader.header, reader.header_line_number), defer_email=True)
+    run_id = uuid.uuid4()
+    await record_changes_as(session, source.actor, "import", request_id=source.request_id, import_id=run_id)
     conn = await staging.driver_in_transaction(session)
     if dry_run:
         await runs.start_dry_run(conn)
@@ -68,8 +71,8 @@ async def import_customers_csv(
     applied = await _apply(conn, org_id)
     if dry_run:
         await runs.roll_back_dry_run(conn)
-    report = build_report(reader, validator, staged, applied, dry_run)
-    await runs.record_run(conn, org_id, source, report, duration_ms=int((time.monotonic() - started) * 1000))
+    report = build_report(reader, validator, staged, applied, dry_run, import_id=run_id)
+    await runs.record_run(conn, org_id, run_id, source, report, duration_ms=int((time.monotonic() - started) * 1000))
     if not dry_run:
         for outcome, count in applied.row_outcomes.items():
             IMPORT_ROWS.labels(outcome).inc(count)

@@ -33,14 +33,14 @@ def max_upload_bytes(request: Request) -> int:
 
 
 async def import_upload(
-    session: AsyncSession, principal: Principal, upload: UploadFile, *, dry_run: bool
+    session: AsyncSession, principal: Principal, upload: UploadFile, request_id: str, *, dry_run: bool
 ) -> ImportReport:
     """An uploaded CSV into the principal's org: the API's import and the web page's preview and apply."""
     return await service.import_customers_csv(
         session,
         principal.org_id,
         upload.file,
-        service.ImportSource.from_principal(principal, upload.filename),
+        service.ImportSource.from_principal(principal, upload.filename, request_id),
         dry_run=dry_run,
         max_line_length=get_settings().import_max_line_length,
     )

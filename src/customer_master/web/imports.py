@@ -136,7 +136,7 @@ async def _import(request: Request, session: AsyncSession, principal: Principal,
         dry_run = not apply or changed
         try:
             async with session.begin_nested():  # refused: nothing of the file written, the report page again
-                report = await import_upload(session, principal, upload, dry_run=dry_run)
+                report = await import_upload(session, principal, upload, request.state.request_id, dry_run=dry_run)
         except AppError as exc:
             rejected = {"rejected": exc.message, "file_name": upload.filename}
             return await _respond(request, session, principal, exc.status, **rejected)
