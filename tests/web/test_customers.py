@@ -103,6 +103,13 @@ def test_edit_billing_city_in_place(page: Page, web_org: WebOrg, client: httpx.C
     stored = client.get(f"/api/v1/customers/{customer['id']}", headers=web_org.org.headers()).json()
     assert stored["billing_address"] == {**customer["billing_address"], "city": "Augsburg"}
     assert stored["metadata"] == customer["metadata"]
+    history = page.locator("#history")  # loaded into the page, newest first
+    expect(history.locator("tbody tr").first).to_contain_text("Customer changed")
+    expect(history.locator("tbody tr").first).to_contain_text("billing_address.city: München → Augsburg")
+    expect(history.locator("tbody tr").first).to_contain_text(web_org.admin_email)
+    expect(history.locator("tbody tr").nth(1)).to_contain_text("Customer created")
+    entry = client.get(f"/api/v1/customers/{customer['id']}/history", headers=web_org.org.headers()).json()["items"][0]
+    assert (entry["source"], entry["actor"]["type"], entry["actor"]["label"]) == ("web", "user", web_org.admin_email)
 
 
 def test_invalid_currency_shows_the_api_message_beside_the_field(

@@ -28,6 +28,7 @@ from customer_master.customers.schemas import (
 )
 from customer_master.deps import SessionDep
 from customer_master.errors import AppError, Conflict, NotFound
+from customer_master.history import service as history_service
 from customer_master.merge_patch import merge_patch_between
 from customer_master.web.core import (
     CsrfChecked,
@@ -45,6 +46,7 @@ from customer_master.web.i18n import gettext_for
 
 router = APIRouter(route_class=WebRoute)
 PAGE_SIZE = 50
+HISTORY_PAGE_SIZE = 20
 ADDRESSES = ("billing_address", "shipping_address")
 DEFAULT_VALUES = {"default_currency": "EUR", "default_language": "de-DE", "contacts.0.is_primary": "on"}
 
@@ -207,6 +209,25 @@ def _conflict_link(exc: AppError) -> str | None:
 async def customer_page(request: Request, customer_id: uuid.UUID, session: SessionDep, principal: WebUser) -> Response:
     document = await _customer(session, principal, customer_id)
     return _render_detail(request, document.customer)
+
+
+@router.get("/customers/{customer_id}/history")
+async def customer_history(
+    request: Request, customer_id: uuid.UUID, session: SessionDep, principal: WebUser, cursor: str | None = None
+) -> Response:
+    """The history section (htmx loads it into the customer page), its next rows ("more"), or a page of its own."""
+    entries, next_cursor = await history_service.customer_history(
+        session, principal.org_id, customer_id, limit=HISTORY_PAGE_SIZE, cursor=cursor
+    )
+    context = {"history": entries, "history_cursor": next_cursor, "customer_id": customer_id}
+    if is_htmx(request):
+        return render(request, "customers/_history_rows.html" if cursor else "customers/_history.html", context)
+    _ = gettext_for(request)
+    try:
+        name = (await service.get_customer(session, principal.org_id, customer_id)).customer.name
+    except NotFound:  # deleted: its history stays
+        name = _("Deleted customer")
+    return render(request, "customers/history.html", {**context, "customer_name": name})
 
 
 @router.get("/customers/{customer_id}/fields")
