@@ -2,20 +2,10 @@
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ENTRY_TYPES = (
-    "customer.created",
-    "customer.updated",
-    "customer.deleted",
-    "customer.merged",
-    "customer.merged_away",
-    "contact.created",
-    "contact.updated",
-    "contact.deleted",
-)
 EntryType = Literal[
     "customer.created",
     "customer.updated",
@@ -26,6 +16,7 @@ EntryType = Literal[
     "contact.updated",
     "contact.deleted",
 ]
+ENTRY_TYPES: tuple[str, ...] = get_args(EntryType)
 
 
 class ActorOut(BaseModel):
