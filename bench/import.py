@@ -14,7 +14,9 @@ What it does, in one run:
    (updates) — and the raw-SQL floor three times into another org with the same files: `COPY` of the file
    itself into a staging table (PostgreSQL parses the CSV), then one set-based statement per table
    (customers upserted with `IS DISTINCT FROM`, replaced primaries un-marked, contacts upserted), one
-   transaction. The floor validates nothing and reports nothing: it is what no importer can beat.
+   transaction. The floor validates nothing, reports nothing and records no history (migration 0007's
+   triggers are disabled while it runs): it is what no importer can beat. Our import runs a second time
+   into a third org with those triggers disabled too, which says what recording the history costs.
 4. Peak RSS of `customer-master import` on a 1,000,000-row file, in its own process (sampled from /proc
    for the process and its children, and the kernel's own high-water mark via getrusage).
 
@@ -36,7 +38,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -367,6 +369,7 @@ class Result:
     ours: Cost
     floor: Cost
     counts: dict[str, int]
+    without_history: Cost
 
     def line(self) -> str:
         ours, floor = self.rows / self.ours.wall_s, self.rows / self.floor.wall_s
@@ -375,8 +378,32 @@ class Result:
             f" floor {self.floor.wall_s:6.2f} s {floor:>6,.0f} rows/s, ours = {100 * ours / floor:5.1f} % of floor"
             f" | CPU: ours {self.ours.cpu_s:6.2f} s (Python {self.ours.client_cpu_s:5.2f} + PostgreSQL"
             f" {self.ours.server_cpu_s:5.2f}), floor {self.floor.cpu_s:6.2f} s, ours ="
-            f" {100 * self.floor.cpu_s / self.ours.cpu_s:5.1f} % of floor | {self.counts}"
+            f" {100 * self.floor.cpu_s / self.ours.cpu_s:5.1f} % of floor | history costs"
+            f" {100 * (self.ours.wall_s / self.without_history.wall_s - 1):+5.1f} % wall,"
+            f" {100 * (self.ours.cpu_s / self.without_history.cpu_s - 1):+5.1f} % CPU"
+            f" (ours without it {self.without_history.wall_s:6.2f} s) | {self.counts}"
         )
+
+
+# Migration 0007's history triggers: off for the floor (raw SQL records nothing) and for "ours without
+# history", which says what recording the history costs the import.
+HISTORY_TRIGGERS = {
+    "customer": ("customer_changes_inserted", "customer_changes_updated", "customer_changes_deleted"),
+    "customer_contact": ("contact_changes_inserted", "contact_changes_updated", "contact_changes_deleted"),
+}
+
+
+@contextlib.asynccontextmanager
+async def history_off(conn: asyncpg.Connection) -> AsyncIterator[None]:
+    for table, triggers in HISTORY_TRIGGERS.items():
+        for trigger in triggers:
+            await conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER {trigger}")
+    try:
+        yield
+    finally:
+        for table, triggers in HISTORY_TRIGGERS.items():
+            for trigger in triggers:
+                await conn.execute(f"ALTER TABLE {table} ENABLE TRIGGER {trigger}")
 
 
 async def run_size(url: str, rows: int, work: Path) -> list[Result]:
@@ -386,6 +413,7 @@ async def run_size(url: str, rows: int, work: Path) -> list[Result]:
     database = Database(url, pool_size=2)
     try:
         ours_org = await create_org(database, f"ours-{rows}-{secrets.token_hex(3)}")
+        bare_org = await create_org(database, f"bare-{rows}-{secrets.token_hex(3)}")
         floor_org = await create_org(database, f"floor-{rows}-{secrets.token_hex(3)}")
         results = []
         postmaster = await postmaster_pid(url)
@@ -397,11 +425,15 @@ async def run_size(url: str, rows: int, work: Path) -> list[Result]:
         ):
             with measured(postmaster) as ours:
                 _, counts = await our_import(database, ours_org, path)
-            await asyncio.sleep(1)  # let the server's background writers settle between the two
-            with measured(postmaster) as floor:
-                await floor_import(floor_conn, floor_org, path)
+            await asyncio.sleep(1)  # let the server's background writers settle between the runs
+            async with history_off(floor_conn):
+                with measured(postmaster) as bare:
+                    await our_import(database, bare_org, path)
+                await asyncio.sleep(1)
+                with measured(postmaster) as floor:
+                    await floor_import(floor_conn, floor_org, path)
             await asyncio.sleep(1)
-            result = Result(label, rows, ours[0], floor[0], counts)
+            result = Result(label, rows, ours[0], floor[0], counts, bare[0])
             print(result.line(), flush=True)
             results.append(result)
         await floor_conn.close()
