@@ -211,6 +211,19 @@ def test_an_address_no_longer_allowed_fails_the_attempt_without_a_request(
     assert receiver.received("/loopback") == []
 
 
+def test_a_host_that_does_not_resolve_fails_the_attempt(
+    client: httpx.Client, org: OrgContext, settings: Settings, receiver: Receiver
+) -> None:
+    endpoint = create_webhook(client, org, "https://hooks.nowhere.invalid/cm")
+    change(client, org)
+
+    log = wait_until(lambda: deliveries(client, org, endpoint["id"]), "an attempt")
+
+    assert log[0]["status_code"] is None
+    assert "does not resolve" in log[0]["error"]
+    client.delete(f"/api/v1/webhooks/{endpoint['id']}", headers=org.headers())
+
+
 def test_after_a_rotation_both_secrets_sign_for_the_overlap_then_only_the_new_one(
     client: httpx.Client, org: OrgContext, settings: Settings, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:

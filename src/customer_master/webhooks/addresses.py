@@ -75,8 +75,8 @@ def parse_url(url: str) -> Target:
 
 def refusal(address: IpAddress, allow_loopback: bool) -> str | None:
     """Why the server will not connect to `address`, or None when it may."""
-    for embedded in _embedded_ipv4(address):
-        reason = refusal(embedded, allow_loopback)
+    for embedded in _embedded_ipv4(address):  # must be global itself: a mapped loopback is no loopback
+        reason = refusal(embedded, allow_loopback=False)
         if reason:
             return f"{address} carries {reason}"
     if allow_loopback and address.is_loopback:
