@@ -19,6 +19,9 @@ Distributed by `org_id` — the tables that grow with an org's data, or are writ
   contact, written by the triggers in the transaction of the change.
 - `change_feed_position`: one row per org, moved at the commit of every transaction that records changes
   (as `customer_name_version`).
+- `webhook_endpoint`, `webhook_delivery`: an org's webhook endpoints (each with its place in the org's feed)
+  and the log of every delivery attempt, written by the delivery worker beside the feed it follows. The
+  worker's question "which endpoints are due" spans every org: a multi-shard query, once a second.
 
 Reference tables — small, read by every request, left out of the distributed list:
 
@@ -56,6 +59,8 @@ DISTRIBUTED = frozenset(
         "change_entry",
         "change_transaction",
         "change_feed_position",
+        "webhook_endpoint",
+        "webhook_delivery",
     }
 )
 REFERENCE = frozenset({"org", "app_user", "api_token", "login_failure"})
