@@ -23,7 +23,9 @@ import asyncpg
 import httpx
 
 from customer_master.auth.tenancy import OrgId
+from customer_master.db.faults import DRIVER_ERRORS
 from customer_master.db.session import CONNECTION_SETTINGS, Database, driver_connection
+from customer_master.errors import ServiceUnavailable
 from customer_master.history.listener import CHANNEL
 from customer_master.metrics import WEBHOOK_PENDING_EVENTS
 from customer_master.webhooks import delivery, repository, sender
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 
 EndpointKey = tuple[OrgId, uuid.UUID]
 RECONNECT_PAUSE_S = 2.0
+# A database that is gone for a while (a restart, a terminated backend): waited for, logged without a trace.
+DATABASE_ERRORS = (*DRIVER_ERRORS, OSError, ServiceUnavailable)
 
 
 class DeliveryWorker:
@@ -69,8 +73,10 @@ class DeliveryWorker:
                 try:
                     await self._connect()
                     await self._serve()
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                except DATABASE_ERRORS as exc:
                     log.warning("webhook worker: database connection failed (%s); retrying", exc)
+                except Exception:
+                    log.exception("webhook worker: unexpected error; starting again")
                 # Cancel the deliveries, then end the session, whose end frees every claim it held.
                 await self._drop_claims()
                 await self._close_connection()
@@ -100,7 +106,9 @@ class DeliveryWorker:
     def _notified(self, *_args: object) -> None:
         self._wake.set()
 
-    def _lost(self, _connection: object) -> None:
+    def _lost(self, connection: object) -> None:
+        if connection is not self._connection:  # closed by this worker itself (`_close_connection`)
+            return
         log.warning("webhook worker: claim connection lost; its claims are gone, stopping their deliveries")
         for task in self._claims.values():
             task.cancel()
@@ -147,6 +155,8 @@ class DeliveryWorker:
         except asyncio.CancelledError:
             self._claims.pop(key, None)  # the claim goes with the connection, or with the worker
             raise
+        except DATABASE_ERRORS as exc:
+            log.warning("webhook worker: delivering endpoint %s stopped (%s); it is tried again", key[1], exc)
         except Exception:
             log.exception("webhook worker: delivering endpoint %s failed; it is tried again", key[1])
         await self._release(key)
@@ -158,7 +168,7 @@ class DeliveryWorker:
             try:
                 if self._connection is not None and not self._connection.is_closed():
                     await repository.release_claim(self._connection, key[1])
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except DATABASE_ERRORS as exc:
                 log.warning("webhook worker: releasing a claim failed (%s)", exc)
             finally:
                 self._claims.pop(key, None)
