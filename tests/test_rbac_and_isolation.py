@@ -62,6 +62,8 @@ ENDPOINTS = [
     Endpoint("POST", "/api/v1/imports/customers", WRITERS, 200, files={"file": ("c.csv", IMPORT_CSV, "text/csv")}),
     Endpoint("GET", "/api/v1/imports", WRITERS, 200),
     Endpoint("GET", "/api/v1/exports/customers.csv", WRITERS, 200),
+    Endpoint("GET", "/api/v1/customers/{id}/history", ALL, 200),
+    Endpoint("GET", "/api/v1/events", WRITERS, 200),
 ]
 # In API.md the users' and tokens' path parameter is `id` too; here they get their own names to fill them in.
 OPENAPI_PATH = {"{user_id}": "{id}", "{token_id}": "{id}"}
