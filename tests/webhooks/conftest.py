@@ -19,7 +19,11 @@ def receiver(db: Db) -> Iterator[Receiver]:
     receiver = Receiver()
     yield receiver
     # Endpoints of this test go with it: no worker keeps retrying them.
-    db.execute("DELETE FROM webhook_endpoint WHERE url LIKE :prefix", prefix=f"http://127.0.0.1:{receiver.port}/%")
+    db.execute(
+        "DELETE FROM webhook_endpoint WHERE url LIKE :ip OR url LIKE :name",
+        ip=f"http://127.0.0.1:{receiver.port}/%",
+        name=f"http://localhost:{receiver.port}/%",
+    )
     receiver.close()
 
 

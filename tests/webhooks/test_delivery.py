@@ -3,8 +3,14 @@
 Events come from ordinary API writes; the test server's own worker delivers them to a receiver on 127.0.0.1.
 """
 
+import contextlib
+import shutil
+import socket
+import ssl
+import subprocess
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -266,3 +272,55 @@ def test_a_deleted_endpoint_is_sent_nothing_more(
 
     assert len(receiver.received("/deleted")) <= seen + 1  # at most the attempt that was already in flight
     assert other["id"] != endpoint["id"]
+
+
+def test_the_request_goes_to_the_checked_address_and_names_the_urls_host(
+    client: httpx.Client, org: OrgContext, settings: Settings, receiver: Receiver
+) -> None:
+    create_webhook(client, org, f"http://localhost:{receiver.port}/named")  # resolved here to 127.0.0.1
+    change(client, org)
+
+    request = wait_until(lambda: receiver.received("/named"), "a delivery")[0]
+
+    assert request.headers["host"] == f"localhost:{receiver.port}"
+
+
+def test_https_goes_to_the_checked_address_with_the_urls_host_as_tls_server_name(
+    client: httpx.Client, org: OrgContext, settings: Settings, tmp_path: Path
+) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command for a certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server_names: list[str | None] = []
+
+    def remember_server_name(_socket: ssl.SSLObject, name: str | None, _context: ssl.SSLContext) -> None:
+        server_names.append(name)
+
+    context.sni_callback = remember_server_name
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def handshake_once() -> None:
+        connection, _ = listener.accept()
+        with connection, contextlib.suppress(OSError):
+            context.wrap_socket(connection, server_side=True)
+
+    threading.Thread(target=handshake_once, daemon=True).start()
+    endpoint = create_webhook(client, org, f"https://localhost:{port}/hook")
+    try:
+        change(client, org)
+        log = wait_until(lambda: deliveries(client, org, endpoint["id"]), "an attempt")
+
+        assert server_names == ["localhost"]  # SNI: the URL's host, though the connection went to 127.0.0.1
+        assert log[0]["status_code"] is None
+        assert "CERTIFICATE_VERIFY_FAILED" in log[0]["error"]  # and its certificate is checked against it
+    finally:
+        client.delete(f"/api/v1/webhooks/{endpoint['id']}", headers=org.headers())
+        listener.close()
