@@ -71,14 +71,16 @@ SELECT id, event_id, attempt, status_code, error, duration_ms, created_at
 # --- the worker --------------------------------------------------------------------------------------
 
 # Active endpoints whose org's feed has gone past their cursor and whose next attempt is due. Cheap when
-# nothing is pending: the feed positions of the orgs that have endpoints.
+# nothing is pending: the feed positions of the orgs that have endpoints. In random order: every worker
+# asks the same question, and with more endpoints due than one worker takes, the others must not all be
+# handed the ones it already holds.
 DUE_ENDPOINTS = """
 SELECT w.org_id, w.id
   FROM webhook_endpoint w
   JOIN change_feed_position p ON p.org_id = w.org_id
  WHERE w.status = 'ACTIVE' AND p.last_sequence > w.cursor
    AND (w.next_attempt_at IS NULL OR w.next_attempt_at <= now())
- ORDER BY w.next_attempt_at NULLS FIRST
+ ORDER BY random()
  LIMIT $1
 """
 
