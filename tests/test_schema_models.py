@@ -15,8 +15,9 @@ with the models twice:
    of a partial index, expression indexes, which autogenerate skips when it cannot parse them), generated
    columns' expressions (autogenerate only warns), check constraints, every constraint's name and
    definition (`pg_get_constraintdef`: foreign keys with `ON DELETE`, deferrability), column types,
-   `NOT NULL`, defaults, identity and collation, and the kind and storage options of every relation (a
-   view or sequence that a migration creates and no model declares is a difference too).
+   `NOT NULL`, defaults, identity and collation, the kind and storage options of every relation (a view
+   or sequence that a migration creates and no model declares is a difference too), and a sequence's
+   type, start, increment, bounds, cache and cycling.
 
 Not compared: what the models cannot declare and the migrations alone hold: SQL functions, aggregates and
 types (`cm_fold`, `cm_company_key`, `cm_jsonb_merge`, the trigger functions), triggers (`updated_at`, the
@@ -54,8 +55,15 @@ COMPARE_OPTIONS = {"compare_type": True, "compare_server_default": True}
 RELATION_KINDS = {"r": "table", "p": "partitioned table", "v": "view", "m": "materialized view", "S": "sequence"}
 RELATIONS = """
 SELECT c.relname AS table_name, c.relname AS name,
-       c.relkind::text || coalesce(' WITH (' || array_to_string(c.reloptions, ', ') || ')', '') AS definition
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       c.relkind::text || coalesce(' WITH (' || array_to_string(c.reloptions, ', ') || ')', '')
+       || CASE WHEN s.seqrelid IS NOT NULL
+               THEN format(' AS %s START %s INCREMENT %s MINVALUE %s MAXVALUE %s CACHE %s%s',
+                           format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement, s.seqmin, s.seqmax,
+                           s.seqcache, CASE WHEN s.seqcycle THEN ' CYCLE' ELSE '' END)
+               ELSE '' END AS definition
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_sequence s ON s.seqrelid = c.oid
  WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
 """
 COLUMNS = """
@@ -127,13 +135,15 @@ def catalog_differences(migrated: Catalog, modelled: Catalog) -> list[str]:
 
     problems = []
     for kind, name in sorted(migrated.keys() | modelled.keys()):
-        ours, theirs = migrated.get((kind, name)), modelled.get((kind, name))
-        if theirs is None:
-            problems.append(f"{kind} {name}: in the migrations ({shown(kind, ours or '')}), not in the models")
-        elif ours is None:
-            problems.append(f"{kind} {name}: in the models ({shown(kind, theirs)}), not in the migrations")
-        elif ours != theirs:
-            problems.append(f"{kind} {name}: the migrations have {shown(kind, ours)}, the models {shown(kind, theirs)}")
+        migration, model = migrated.get((kind, name)), modelled.get((kind, name))
+        if model is None:
+            problems.append(f"{kind} {name}: in the migrations ({shown(kind, migration or '')}), not in the models")
+        elif migration is None:
+            problems.append(f"{kind} {name}: in the models ({shown(kind, model)}), not in the migrations")
+        elif migration != model:
+            problems.append(
+                f"{kind} {name}: the migrations have {shown(kind, migration)}, the models {shown(kind, model)}"
+            )
     return problems
 
 
@@ -231,6 +241,8 @@ def _drifted_copy(metadata: MetaData) -> MetaData:
     copy = MetaData(naming_convention=metadata.naming_convention)
     for table in metadata.sorted_tables:
         table.to_metadata(copy)
+    for sequence in metadata._sequences.values():  # standalone sequences: SQLAlchemy has no public copy of them
+        sequence._copy()._set_metadata(copy)
     customer, contact = copy.tables["customer"], copy.tables["customer_contact"]
     indexes = {index.name: index for table in copy.tables.values() for index in table.indexes}
 
