@@ -1,9 +1,9 @@
 """The change history and the event feed (migration 0007), as the migration builds them.
 
 Triggers on `customer` and `customer_contact` write these tables in the writing transaction, and a
-deferred trigger stamps each transaction with its place in the org's feed at commit; the functions,
-triggers and the `cm_change` type are in the migration only. `history/repository.py` reads them with SQL
-of its own. `tests/test_schema_models.py` compares these models with the migrated schema.
+deferred trigger stamps each transaction with its place in the org's feed at commit; the functions and
+triggers are in the migration only. `history/repository.py` reads the tables with SQL of its own.
+`tests/test_schema_models.py` compares these models with the migrated schema.
 """
 
 import uuid
