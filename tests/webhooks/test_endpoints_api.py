@@ -9,10 +9,16 @@ import pytest
 
 from customer_master.auth.models import Role
 from customer_master.config import Settings
-from tests.conftest import Db, OrgContext, assert_error
+from tests.conftest import Db, OrgContext, assert_error, make_org
 from tests.webhooks.helpers import Receiver, create_webhook
 
 ENDPOINT_FIELDS = {"id", "url", "types", "description", "status", "created_at"}
+
+
+@pytest.fixture(scope="module")
+def shared_org(db: Db) -> OrgContext:
+    """One org for the tables of refusals, which change nothing that the next case could see."""
+    return make_org(db)
 
 
 def test_an_endpoint_is_created_listed_read_changed_and_deleted_and_its_secret_shown_once(
@@ -74,9 +80,14 @@ def test_an_endpoint_is_created_listed_read_changed_and_deleted_and_its_secret_s
     ],
 )
 def test_bad_bodies_are_refused_with_the_field(
-    client: httpx.Client, org: OrgContext, settings: Settings, receiver: Receiver, body: dict[str, object], field: str
+    client: httpx.Client,
+    shared_org: OrgContext,
+    settings: Settings,
+    receiver: Receiver,
+    body: dict[str, object],
+    field: str,
 ) -> None:
-    response = client.post("/api/v1/webhooks", json={"url": receiver.url("/x"), **body}, headers=org.headers())
+    response = client.post("/api/v1/webhooks", json={"url": receiver.url("/x"), **body}, headers=shared_org.headers())
 
     assert assert_error(response, 422, "VALIDATION_ERROR")["details"]["errors"][0]["field"] == field
 
@@ -86,20 +97,25 @@ def test_bad_bodies_are_refused_with_the_field(
     [({"status": "FAILING"}, "status"), ({"url": None}, "url"), ({"status": None}, "status"), ({"types": []}, "types")],
 )
 def test_a_patch_may_not_set_failing_null_or_no_types(
-    client: httpx.Client, org: OrgContext, settings: Settings, receiver: Receiver, body: dict[str, object], field: str
+    client: httpx.Client,
+    shared_org: OrgContext,
+    settings: Settings,
+    receiver: Receiver,
+    body: dict[str, object],
+    field: str,
 ) -> None:
-    created = create_webhook(client, org, receiver.url("/x"))
+    created = create_webhook(client, shared_org, receiver.url("/x"))
 
-    response = client.patch(f"/api/v1/webhooks/{created['id']}", json=body, headers=org.headers())
+    response = client.patch(f"/api/v1/webhooks/{created['id']}", json=body, headers=shared_org.headers())
 
     assert assert_error(response, 422, "VALIDATION_ERROR")["details"]["errors"][0]["field"] == field
 
 
 @pytest.mark.parametrize("role", [Role.VIEWER, Role.OPS, Role.INTEGRATOR])
 def test_only_admins_manage_webhooks(
-    client: httpx.Client, org: OrgContext, settings: Settings, receiver: Receiver, role: Role
+    client: httpx.Client, shared_org: OrgContext, settings: Settings, receiver: Receiver, role: Role
 ) -> None:
-    created = create_webhook(client, org, receiver.url("/x"))
+    created = create_webhook(client, shared_org, receiver.url("/x"))
     path = f"/api/v1/webhooks/{created['id']}"
 
     for method, url, body in [
@@ -112,7 +128,7 @@ def test_only_admins_manage_webhooks(
         ("GET", f"{path}/deliveries", None),
         ("POST", f"{path}/replay", {"after": "0"}),
     ]:
-        response = client.request(method, url, json=body, headers=org.headers(role))
+        response = client.request(method, url, json=body, headers=shared_org.headers(role))
         assert_error(response, 403, "FORBIDDEN")
 
 
