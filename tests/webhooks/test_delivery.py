@@ -18,6 +18,7 @@ from standardwebhooks.webhooks import Webhook as StandardWebhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from customer_master.config import Settings
+from customer_master.webhooks import sender
 from tests.conftest import OrgContext, assert_error
 from tests.webhooks.helpers import Receiver, change, create_webhook, deliveries, feed, feed_end, wait_until
 
@@ -324,3 +325,23 @@ def test_https_goes_to_the_checked_address_with_the_urls_host_as_tls_server_name
     finally:
         client.delete(f"/api/v1/webhooks/{endpoint['id']}", headers=org.headers())
         listener.close()
+
+
+def test_a_receiver_that_does_not_answer_holds_only_its_own_endpoint_until_the_attempt_times_out(
+    client: httpx.Client, org: OrgContext, settings: Settings, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sender, "ATTEMPT_TIMEOUT_S", 1.0)  # 10 s in production
+    receiver.hold["/silent"] = threading.Event()  # never answers (released when the receiver closes)
+    silent = create_webhook(client, org, receiver.url("/silent"))
+    create_webhook(client, org, receiver.url("/prompt"))
+    change(client, org)
+    wait_until(lambda: receiver.in_flight["/silent"] == 1, "the silent receiver holding the event")
+
+    change(client, org)  # the API answers, and the other endpoint gets both events meanwhile
+    wait_until(lambda: len(receiver.received("/prompt")) == 2, "both events at the prompt receiver")
+    assert receiver.received("/silent") == []
+
+    log = wait_until(lambda: deliveries(client, org, silent["id"]), "the timed-out attempt")
+    assert log[0]["status_code"] is None
+    assert log[0]["error"] == "no answer within 1 s"
+    assert 1000 <= log[0]["duration_ms"] < 5000
