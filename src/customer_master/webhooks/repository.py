@@ -68,6 +68,8 @@ SELECT id, event_id, attempt, status_code, error, duration_ms, created_at
  LIMIT $5
 """
 
+DELIVERY_SEQUENCE = "SELECT sequence FROM webhook_delivery WHERE org_id = $1 AND endpoint_id = $2 AND id = $3"
+
 # --- the worker --------------------------------------------------------------------------------------
 
 # Active endpoints whose org's feed has gone past their cursor and whose next attempt is due. Cheap when
@@ -209,6 +211,14 @@ async def deliveries(
     created_at, delivery_id = before if before else (None, None)
     rows: list[asyncpg.Record] = await conn.fetch(DELIVERIES, org_id, endpoint_id, created_at, delivery_id, limit)
     return rows
+
+
+async def delivery_sequence(
+    conn: asyncpg.Connection, org_id: OrgId, endpoint_id: uuid.UUID, delivery_id: uuid.UUID
+) -> int | None:
+    """The feed sequence of the event one attempt was for (None: no such attempt of this endpoint)."""
+    sequence: int | None = await conn.fetchval(DELIVERY_SEQUENCE, org_id, endpoint_id, delivery_id)
+    return sequence
 
 
 async def due_endpoints(conn: asyncpg.Connection, limit: int) -> list[tuple[OrgId, uuid.UUID]]:

@@ -140,6 +140,15 @@ async def replay(session: AsyncSession, org_id: OrgId, webhook_id: uuid.UUID, af
     return ReplayAccepted(after=str(cursor))
 
 
+async def delivery_sequence(session: AsyncSession, org_id: OrgId, webhook_id: uuid.UUID, delivery_id: uuid.UUID) -> int:
+    """The `sequence` of the event one attempt was for: `replay` from one less sends that event again, then
+    every later one (the web UI's "send again from here")."""
+    sequence = await repository.delivery_sequence(await driver_connection(session), org_id, webhook_id, delivery_id)
+    if sequence is None:
+        raise NotFound("No such delivery")
+    return sequence
+
+
 async def list_deliveries(
     session: AsyncSession, org_id: OrgId, webhook_id: uuid.UUID, *, limit: int, cursor: str | None
 ) -> tuple[list[Delivery], str | None]:
