@@ -15,6 +15,8 @@ from tests.conftest import PASSWORD, Db, OrgContext, Server, assert_error, creat
 ALL = frozenset(Role)
 WRITERS = frozenset({Role.INTEGRATOR, Role.ADMIN})
 ADMIN = frozenset({Role.ADMIN})
+# https to a host that does not resolve: accepted when set (it may resolve later), never reached.
+WEBHOOK_URL = "https://hooks.example.invalid/cm"
 IMPORT_CSV = b"name,erp_customer_number,default_currency,default_language\nImported GmbH,IMP-1,EUR,de-DE\n"
 
 
@@ -64,9 +66,18 @@ ENDPOINTS = [
     Endpoint("GET", "/api/v1/exports/customers.csv", WRITERS, 200),
     Endpoint("GET", "/api/v1/customers/{id}/history", ALL, 200),
     Endpoint("GET", "/api/v1/events", WRITERS, 200),
+    Endpoint("GET", "/api/v1/webhooks", ADMIN, 200),
+    Endpoint("POST", "/api/v1/webhooks", ADMIN, 201, lambda: {"url": WEBHOOK_URL, "types": ["customer.*"]}),
+    Endpoint("GET", "/api/v1/webhooks/{webhook_id}", ADMIN, 200),
+    Endpoint("PATCH", "/api/v1/webhooks/{webhook_id}", ADMIN, 200, lambda: {"description": "Renamed"}),
+    Endpoint("DELETE", "/api/v1/webhooks/{webhook_id}", ADMIN, 204),
+    Endpoint("POST", "/api/v1/webhooks/{webhook_id}/rotate-secret", ADMIN, 200),
+    Endpoint("GET", "/api/v1/webhooks/{webhook_id}/deliveries", ADMIN, 200),
+    Endpoint("POST", "/api/v1/webhooks/{webhook_id}/replay", ADMIN, 202, lambda: {"after": "0"}),
 ]
-# In API.md the users' and tokens' path parameter is `id` too; here they get their own names to fill them in.
-OPENAPI_PATH = {"{user_id}": "{id}", "{token_id}": "{id}"}
+# In API.md the users', tokens' and webhooks' path parameter is `id` too; here they get their own names to fill
+# them in.
+OPENAPI_PATH = {"{user_id}": "{id}", "{token_id}": "{id}", "{webhook_id}": "{id}"}
 NOT_IN_MATRIX = {("POST", "/api/v1/auth/login")}  # no token: the one public operation
 
 
@@ -103,12 +114,15 @@ def make_objects(client: httpx.Client, org: OrgContext, erp: str = "4711") -> Ob
     user = add_user(client, org, role="OPS")
     token = client.post("/api/v1/api-tokens", json={"name": "victim", "role": "VIEWER"}, headers=org.headers())
     assert token.status_code == 201
+    webhook = client.post("/api/v1/webhooks", json={"url": WEBHOOK_URL}, headers=org.headers())
+    assert webhook.status_code == 201, webhook.text
     return Objects(
         {
             "id": customer["id"],
             "contact_id": customer["contacts"][0]["id"],
             "user_id": user["id"],
             "token_id": token.json()["id"],
+            "webhook_id": webhook.json()["id"],
         }
     )
 
@@ -120,7 +134,7 @@ def call(client: httpx.Client, endpoint: Endpoint, path: str, headers: dict[str,
 
 def snapshot(db: Db, org_id: Any) -> dict[str, list[Any]]:
     """Every row an org owns (API token use times aside, which reading may move)."""
-    tables = ["org", "customer", "customer_contact", "app_user", "api_token"]
+    tables = ["org", "customer", "customer_contact", "app_user", "api_token", "webhook_endpoint"]
     rows: dict[str, list[Any]] = {}
     for table in tables:
         column = "id" if table == "org" else "org_id"
