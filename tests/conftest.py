@@ -71,6 +71,26 @@ class Server:
     db: Db
 
 
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run` that also works while Playwright's sync API keeps an event loop in this thread (after a
+    browser test in the same worker): the coroutine runs on a loop of its own in another thread."""
+    results: list[T] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(asyncio.run(coro))
+        except BaseException as exc:  # handed to the caller's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return results[0]
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -80,7 +100,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     server_url = os.environ.get("TEST_DATABASE_URL") or start_embedded_server(tmp_path_factory.mktemp("pg"))
-    url = asyncio.run(ensure_database(server_url, f"cm_test_{os.getpid()}_{secrets.token_hex(3)}"))
+    url = run_async(ensure_database(server_url, f"cm_test_{os.getpid()}_{secrets.token_hex(3)}"))
     upgrade_to_head(url)
     return url
 
@@ -89,7 +109,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 def scratch_database(database_url: str) -> Iterator[str]:
     """An empty database of its own on the test server (not migrated), dropped afterwards."""
     name = f"cm_scratch_{os.getpid()}_{secrets.token_hex(3)}"
-    url = asyncio.run(ensure_database(database_url, name))
+    url = run_async(ensure_database(database_url, name))
     yield url
 
     async def drop() -> None:
@@ -99,7 +119,7 @@ def scratch_database(database_url: str) -> Iterator[str]:
         finally:
             await conn.close()
 
-    asyncio.run(drop())
+    run_async(drop())
 
 
 @contextmanager

@@ -38,7 +38,7 @@ from customer_master.auth.schemas import ApiTokenCreate, UserCreate
 from customer_master.auth.tenancy import OrgId
 from customer_master.db.embedded import ensure_database
 from customer_master.db.session import Database
-from tests.conftest import PASSWORD, _free_port
+from tests.conftest import PASSWORD, _free_port, run_async
 
 pytestmark = pytest.mark.chaos
 
@@ -340,10 +340,10 @@ def test_database_faults_under_load(tmp_path: Path) -> None:
     postgres = Postgres(tmp_path / "pgdata")
     log = tmp_path / "server.log"
     try:
-        database_url = asyncio.run(ensure_database(postgres.admin_url, "chaos"))
+        database_url = run_async(ensure_database(postgres.admin_url, "chaos"))
         process, base_url = start_server(database_url, log)
         try:
-            slug, email, token = asyncio.run(make_org(database_url))
+            slug, email, token = run_async(make_org(database_url))
             ledger, faults = Ledger(), Faults()
 
             async def chaos() -> None:
@@ -353,7 +353,7 @@ def test_database_faults_under_load(tmp_path: Path) -> None:
                     terminate_backends(postgres, base_url, until, faults), *(client.run(until) for client in clients)
                 )
 
-            asyncio.run(chaos())
+            run_async(chaos())
             check_outcome(ledger, faults, base_url, token, database_url, log)
         finally:
             process.send_signal(signal.SIGTERM)
@@ -420,7 +420,7 @@ def check_outcome(ledger: Ledger, faults: Faults, base_url: str, token: str, dat
             finally:
                 await conn.close()
 
-        imported, two_primaries, duplicate_erp = asyncio.run(database_checks())
+        imported, two_primaries, duplicate_erp = run_async(database_checks())
         assert two_primaries == 0
         assert duplicate_erp == 0
         for prefix, answered in ledger.imports.items():

@@ -25,6 +25,7 @@ import pytest
 
 from customer_master.db.embedded import DATABASE_NAME, database_url_in
 from customer_master.imports.upsert_sql import IMPORT_LOCK_CLASS
+from tests.conftest import run_async
 
 EXECUTABLE = str(Path(sys.executable).with_name("customer-master"))
 SLUG = "lifecycle"
@@ -277,7 +278,7 @@ def test_a_stop_signal_lets_the_request_in_flight_finish_then_exits_0_and_stops_
     serve.wait_ready()
 
     with slow_shutdown(data_dir / "pgdata"):
-        response = asyncio.run(_import_in_flight_at_a_stop_signal(serve, signum, workers))
+        response = run_async(_import_in_flight_at_a_stop_signal(serve, signum, workers))
 
         assert response.status_code == 200, response.text
         assert response.json()["imported"] == 1
@@ -324,7 +325,7 @@ def test_processes_share_one_postgresql_and_the_last_one_to_exit_stops_it(
         output, _ = await asyncio.wait_for(cli_import.communicate(), 60)
         assert cli_import.returncode == 0, output.decode()
 
-    asyncio.run(cli_commands_join_and_serve_exits_first())
+    run_async(cli_commands_join_and_serve_exits_first())
     assert_no_postgres(pgdata)
 
 
@@ -362,7 +363,7 @@ async def query(url):
     finally:
         await conn.close()
 
-assert asyncio.run(query(start_embedded_server(Path(sys.argv[1])))) == 1
+assert run_async(query(start_embedded_server(Path(sys.argv[1])))) == 1
 print("answered", flush=True)
 if sys.argv[2:] == ["stay"]:
     time.sleep(120)
@@ -466,7 +467,7 @@ def test_sigterm_to_a_cli_import_rolls_it_back_and_stops_the_postgresql_it_was_t
         while not (pgdata / "postmaster.pid").exists() or not postgres_processes(pgdata):
             assert time.monotonic() < deadline, "the import did not start PostgreSQL"
             time.sleep(0.05)
-        asyncio.run(until_importing(pgdata, cli_import))
+        run_async(until_importing(pgdata, cli_import))
         assert cli_import.poll() is None, "the import ended before the signal"
         cli_import.send_signal(signal.SIGTERM)
         output, _ = cli_import.communicate(timeout=60)

@@ -36,7 +36,6 @@ Reference tables — small, read by every request, left out of the distributed l
 `alembic_version` is Alembic's bookkeeping, on the coordinator only.
 """
 
-import asyncio
 import uuid
 from collections.abc import Set
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ import pytest
 from alembic import command
 
 from customer_master.db.migrate import alembic_config, upgrade_to_head
+from tests.conftest import run_async
 
 ORG_ID = "org_id"  # the distribution column
 DISTRIBUTED = frozenset(
@@ -172,7 +172,7 @@ async def citus_problems(url: str, schema: str = "public", tables: Classificatio
 
 
 def test_every_key_of_a_distributed_table_holds_org_id_and_every_table_is_classified(database_url: str) -> None:
-    assert asyncio.run(citus_problems(database_url)) == []
+    assert run_async(citus_problems(database_url)) == []
 
 
 async def _seed(url: str) -> dict[str, uuid.UUID]:
@@ -210,8 +210,8 @@ def test_the_keys_0005_left_without_org_id_are_found_and_0006_adds_it_to_an_inst
     scratch_database: str,
 ) -> None:
     command.upgrade(alembic_config(scratch_database), "0005")
-    ids = asyncio.run(_seed(scratch_database))
-    before = asyncio.run(citus_problems(scratch_database))
+    ids = run_async(_seed(scratch_database))
+    before = run_async(citus_problems(scratch_database))
     for expected in (
         "customer: primary key customer_pkey (id) lacks org_id",
         "customer_contact: primary key customer_contact_pkey (id) lacks org_id",
@@ -223,7 +223,7 @@ def test_the_keys_0005_left_without_org_id_are_found_and_0006_adds_it_to_an_inst
 
     upgrade_to_head(scratch_database)
 
-    assert asyncio.run(citus_problems(scratch_database)) == []
+    assert run_async(citus_problems(scratch_database)) == []
 
     async def after() -> None:
         conn = await asyncpg.connect(scratch_database)
@@ -253,7 +253,7 @@ def test_the_keys_0005_left_without_org_id_are_found_and_0006_adds_it_to_an_inst
         finally:
             await conn.close()
 
-    asyncio.run(after())
+    run_async(after())
 
 
 SCRATCH_TABLES = """
@@ -282,14 +282,14 @@ def test_the_check_names_each_key_and_table_citus_would_refuse(scratch_database:
         finally:
             await conn.close()
 
-    asyncio.run(create())
+    run_async(create())
     tables = Classification(
         distributed=frozenset({"parent", "child", "loose", "missing"}),
         reference=frozenset({"tenant", "shared", "pointing"}),
         bookkeeping=frozenset(),
     )
 
-    problems = asyncio.run(citus_problems(scratch_database, tables=tables))
+    problems = run_async(citus_problems(scratch_database, tables=tables))
 
     assert sorted(problems) == sorted(
         [

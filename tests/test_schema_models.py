@@ -46,6 +46,7 @@ from sqlalchemy.engine import Connection
 from customer_master.db.migrate import upgrade_to_head
 from customer_master.db.models import metadata as models_metadata
 from customer_master.db.session import create_engine
+from tests.conftest import run_async
 
 MIGRATED = "public"  # where the migrations build the schema
 MODELLED = "models"  # where the test builds it again from the models, in the same database
@@ -209,7 +210,7 @@ async def schema_drift(url: str, metadata: MetaData) -> tuple[list[str], list[st
 
 
 def test_the_models_describe_the_migrated_schema(scratch_database: str) -> None:
-    autogenerate, catalog = asyncio.run(schema_drift(scratch_database, models_metadata))
+    autogenerate, catalog = run_async(schema_drift(scratch_database, models_metadata))
 
     problems = [f"autogenerate: {line}" for line in autogenerate] + [f"catalog: {line}" for line in catalog]
     assert not problems, "the models and the migrations differ:\n" + "\n".join(problems)
@@ -220,7 +221,7 @@ def test_the_catalog_holds_every_table_and_kind_of_object(database_url: str) -> 
 
     Reads the session's database, which the migrations built (and nothing else changes the schema of).
     """
-    catalog = asyncio.run(read_catalog(database_url, MIGRATED))
+    catalog = run_async(read_catalog(database_url, MIGRATED))
 
     assert {("relation", name) for name in models_metadata.tables} <= catalog.keys()
     assert {
@@ -297,7 +298,7 @@ def _drifted_copy(metadata: MetaData) -> MetaData:
 
 
 def test_each_kind_of_drift_is_found(scratch_database: str) -> None:
-    autogenerate, catalog = asyncio.run(schema_drift(scratch_database, _drifted_copy(models_metadata)))
+    autogenerate, catalog = run_async(schema_drift(scratch_database, _drifted_copy(models_metadata)))
 
     # (A subset: a migration that lands without its models is test_the_models_describe_the_migrated_schema's.)
     assert {problem.split(":")[0] for problem in catalog} >= {

@@ -10,7 +10,7 @@ import asyncpg
 import httpx
 
 from customer_master.auth.models import Role
-from tests.conftest import Db, OrgContext, Server, assert_error, create_customer
+from tests.conftest import Db, OrgContext, Server, assert_error, create_customer, run_async
 
 
 def events(client: httpx.Client, org: OrgContext, **params: Any) -> dict[str, Any]:
@@ -126,7 +126,7 @@ def test_a_transaction_that_commits_late_is_not_skipped(client: httpx.Client, or
             await first.close()
             await second.close()
 
-    assert asyncio.run(scenario()) == ["B (committed first)", "A (began first)"]
+    assert run_async(scenario()) == ["B (committed first)", "A (began first)"]
 
 
 def test_a_cursor_older_than_the_retention_is_gone(client: httpx.Client, org: OrgContext, db: Db) -> None:

@@ -73,7 +73,7 @@ def test_import_json_prints_the_report_and_exits_1_when_rows_failed(
     ]
     assert set(report) == {
         "rows", "imported", "updated", "unchanged", "failed", "contacts_created", "contacts_updated",
-        "errors", "warnings", "encoding", "delimiter", "dry_run",
+        "errors", "warnings", "encoding", "delimiter", "dry_run", "import_id",
     }  # fmt: skip
 
 
@@ -91,7 +91,9 @@ def test_dry_run_writes_nothing_and_reports_like_the_api(
     api = client.post(
         "/api/v1/imports/customers", files={"file": ("k.csv", content.encode(), "text/csv")}, headers=org.headers()
     ).json()
-    assert json.loads(dry.stdout) == {**api, "dry_run": True}
+    dry_report = json.loads(dry.stdout)
+    assert dry_report["import_id"] != api["import_id"], "each run has its own /imports record"
+    assert dry_report == {**api, "dry_run": True, "import_id": dry_report["import_id"]}
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,6 @@ pages back in the middle (which makes the statistics harmless again). The guard 
 the import's own transaction: a degenerate plan fails the test instead of hanging it.
 """
 
-import asyncio
 import io
 
 import asyncpg
@@ -25,6 +24,7 @@ from customer_master.db.migrate import upgrade_to_head
 from customer_master.db.session import Database
 from customer_master.imports.schemas import ImportReport
 from customer_master.imports.service import ImportSource, import_customers_csv
+from tests.conftest import run_async
 
 # A customer and a contact per row. The cost of the degenerate plan grows with the square of the rows, a
 # healthy import's linearly: 5,000 rows cost ~1 s more, too little to tell from load; 10,000 rows ~12 s in one
@@ -98,7 +98,7 @@ def test_an_import_after_delete_and_analyze_takes_time_in_proportion_to_its_rows
             await admin.close()
             await database.dispose()
 
-    asyncio.run(scenario())
+    run_async(scenario())
 
 
 def test_an_import_into_an_org_whose_rows_the_statistics_do_not_know_yet(fresh_database_url: str) -> None:
@@ -124,4 +124,4 @@ def test_an_import_into_an_org_whose_rows_the_statistics_do_not_know_yet(fresh_d
             await admin.close()
             await database.dispose()
 
-    asyncio.run(scenario())
+    run_async(scenario())

@@ -3,7 +3,6 @@
 The API table runs in an org with no activity, so nothing could be sent even if a URL slipped through.
 """
 
-import asyncio
 import ipaddress
 
 import httpx
@@ -11,7 +10,7 @@ import pytest
 
 from customer_master.config import Settings
 from customer_master.webhooks import addresses
-from tests.conftest import Db, OrgContext, assert_error, make_org
+from tests.conftest import Db, OrgContext, assert_error, make_org, run_async
 from tests.webhooks.helpers import Receiver, create_webhook
 
 REFUSED = [
@@ -152,9 +151,9 @@ def test_the_connection_goes_to_the_checked_address_with_the_urls_host_named() -
 def test_every_address_of_a_host_is_checked() -> None:
     target = addresses.parse_url("http://localhost:9/")
 
-    resolved = asyncio.run(addresses.resolve(target, allow_loopback=True))
+    resolved = run_async(addresses.resolve(target, allow_loopback=True))
 
     assert resolved
     assert all(address.is_loopback for address in resolved)
     with pytest.raises(addresses.UnsafeUrl):
-        asyncio.run(addresses.resolve(addresses.parse_url("https://localhost:9/"), allow_loopback=False))
+        run_async(addresses.resolve(addresses.parse_url("https://localhost:9/"), allow_loopback=False))

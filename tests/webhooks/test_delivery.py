@@ -50,6 +50,8 @@ def test_events_after_creation_arrive_in_feed_order_signed_with_the_feeds_json(
         assert abs(int(request.headers["webhook-timestamp"]) - time.time()) < 60
         assert len(request.headers["webhook-signature"].split(" ")) == 1
         StandardWebhook(endpoint["secret"]).verify(request.body, request.headers)
+    # The receiver has answered; the worker records each answer just after.
+    wait_until(lambda: len(deliveries(client, org, endpoint["id"])) == 4, "four attempts recorded")
     log = deliveries(client, org, endpoint["id"])
     assert [(d["event_id"], d["attempt"], d["status_code"], d["error"]) for d in log] == [
         (event["id"], 1, 200, None) for event in reversed(expected)
@@ -71,6 +73,8 @@ def test_a_failed_attempt_is_retried_after_the_configured_pauses(
     assert len({r.body for r in received}) == 1
     gaps = [later.at - earlier.at for earlier, later in zip(received, received[1:], strict=False)]
     assert [gap >= pause for gap, pause in zip(gaps, (0.25, 0.55, 0.55), strict=True)] == [True] * 3  # last repeats
+    # The receiver has answered; the worker records the answer just after.
+    wait_until(lambda: len(deliveries(client, org, endpoint["id"])) == 4, "the fourth attempt recorded")
     log = deliveries(client, org, endpoint["id"])
     assert [(d["attempt"], d["status_code"]) for d in log] == [(4, 204), (3, 500), (2, 500), (1, 500)]
 

@@ -14,7 +14,6 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     ForeignKey,
-    ForeignKeyConstraint,
     Index,
     PrimaryKeyConstraint,
     Sequence,
@@ -85,13 +84,8 @@ class ChangeEntry(Base):
 
     __tablename__ = "change_entry"
     __table_args__ = (
+        # No foreign key to its transaction's row (migration 0007: its check would cost every entry a lock).
         PrimaryKeyConstraint("org_id", "txid", "position", name="change_entry_pkey"),
-        ForeignKeyConstraint(
-            ["org_id", "txid"],
-            ["change_transaction.org_id", "change_transaction.txid"],
-            name="fk_change_entry_transaction",
-            ondelete="CASCADE",
-        ),
         # A customer's history, and the target of the merge of a second write of one object in one transaction.
         Index("uq_change_entry_customer_object", "org_id", "customer_id", "txid", "object_id", unique=True),
     )

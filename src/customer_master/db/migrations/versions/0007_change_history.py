@@ -73,9 +73,9 @@ CREATE TABLE change_entry (
   object_id UUID NOT NULL,  -- the contact, else the customer: one entry per object and transaction
   before JSONB,  -- the object's fields before the transaction (NULL: created)
   after JSONB,  -- and after it (NULL: deleted)
-  CONSTRAINT change_entry_pkey PRIMARY KEY (org_id, txid, position),
-  CONSTRAINT fk_change_entry_transaction FOREIGN KEY (org_id, txid)
-    REFERENCES change_transaction (org_id, txid) ON DELETE CASCADE
+  -- No foreign key to its transaction's row: the trigger writes that row first, and a key's check would
+  -- lock it again for every entry of an import.
+  CONSTRAINT change_entry_pkey PRIMARY KEY (org_id, txid, position)
 );
 -- A customer's history, and the target of a second write of one object in one transaction.
 CREATE UNIQUE INDEX uq_change_entry_customer_object ON change_entry (org_id, customer_id, txid, object_id);
