@@ -353,7 +353,8 @@ async def our_import(database: Database, org_id: OrgId, path: Path) -> tuple[flo
                 max_line_length=1_048_576,
             )
     elapsed = time.perf_counter() - started
-    counts = {key: getattr(report, key) for key in ("rows", "imported", "updated", "unchanged", "failed")}
+    keys = ("rows", "imported", "updated", "unchanged", "failed", "contacts_created", "contacts_updated")
+    counts = {key: getattr(report, key) for key in keys}
     return elapsed, counts
 
 
@@ -393,6 +394,12 @@ HISTORY_TRIGGERS = {
 }
 
 
+async def history_entries(conn: asyncpg.Connection, org_id: OrgId) -> int:
+    """The org's history entries: an import writes one per customer and contact it created or changed."""
+    count: int = await conn.fetchval("SELECT count(*) FROM change_entry WHERE org_id = $1", org_id)
+    return count
+
+
 @contextlib.asynccontextmanager
 async def history_off(conn: asyncpg.Connection) -> AsyncIterator[None]:
     for table, triggers in HISTORY_TRIGGERS.items():
@@ -423,8 +430,10 @@ async def run_size(url: str, rows: int, work: Path) -> list[Result]:
             ("same again (unchanged)", first),
             ("changed (updates)", changed),
         ):
+            entries_before = await history_entries(floor_conn, ours_org)
             with measured(postmaster) as ours:
                 _, counts = await our_import(database, ours_org, path)
+            counts["history_entries"] = await history_entries(floor_conn, ours_org) - entries_before
             await asyncio.sleep(1)  # let the server's background writers settle between the runs
             async with history_off(floor_conn):
                 with measured(postmaster) as bare:
