@@ -35,17 +35,23 @@ SELECT EXISTS (SELECT 1 FROM customer WHERE org_id = $1 AND id = $2)
 """
 
 # One snapshot for the page and the feed's end, so that an empty page's cursor (the end) cannot pass an
-# event the page did not see. `$3`/`$4`: exact types and `prefix.%` patterns (either may be empty),
-# both NULL for every type.
+# event the page did not see. The transactions in feed order, and in each its entries after the cursor by
+# the primary key's order: a page deep inside an import's 200,000 entries reads just its rows (0.7 ms
+# where a join sorted them all took 130 ms at 50,000). `$3`/`$4`: exact types and `prefix.%` patterns
+# (either may be empty), both NULL for every type.
 FEED_PAGE = f"""
 WITH feed_end AS (SELECT coalesce(max(last_sequence), 0) AS last_sequence
                     FROM change_feed_position WHERE org_id = $1),
 page AS (
   SELECT {ENTRY_COLUMNS}
     FROM change_transaction t
-    JOIN change_entry e ON e.org_id = t.org_id AND e.txid = t.txid
-   WHERE t.org_id = $1 AND t.last_sequence > $2 AND {SEQUENCE} > $2 AND {VISIBLE}
-     AND ($3::text[] IS NULL OR e.type = ANY ($3) OR e.type LIKE ANY ($4))
+   CROSS JOIN LATERAL (
+     SELECT * FROM change_entry e
+      WHERE e.org_id = t.org_id AND e.txid = t.txid AND e.position > t.first_position + ($2 - t.first_sequence)
+        AND {VISIBLE} AND ($3::text[] IS NULL OR e.type = ANY ($3) OR e.type LIKE ANY ($4))
+      ORDER BY e.position
+      LIMIT $5) e
+   WHERE t.org_id = $1 AND t.last_sequence > $2
    ORDER BY t.last_sequence, e.position
    LIMIT $5)
 SELECT page.*, feed_end.last_sequence AS feed_end FROM feed_end LEFT JOIN page ON true
