@@ -117,6 +117,23 @@ def test_a_wrong_method_on_an_existing_path_is_405(
 
 
 @pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/api/v1/api-tokens", "GET, POST"),
+        ("/api/v1/customers/{id}", "GET, PATCH, DELETE"),
+        ("/api/v1/customers/{id}/contacts/{id}", "PATCH, DELETE"),
+        ("/api/v1/org/settings", "GET, PATCH"),
+        ("/api/v1/users", "GET, POST"),
+    ],
+)
+def test_a_405_allows_every_method_of_the_path(client: httpx.Client, org: OrgContext, path: str, allowed: str) -> None:
+    response = client.request("PUT", path.format(id=uuid.uuid4()), headers=org.headers())
+
+    assert_error(response, 405, "METHOD_NOT_ALLOWED")
+    assert response.headers["allow"] == allowed
+
+
+@pytest.mark.parametrize(
     ("content", "reason"),
     [
         (b'{"name": "x",', "malformed"),

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from customer_master import openapi, ops
 from customer_master.auth.api import router as auth_router
@@ -112,6 +113,19 @@ def error_response(
     )
 
 
+ALLOW_CANDIDATES = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(app: FastAPI, scope: Any) -> list[str]:
+    """Every method some route takes on this path (RFC 9110 §15.5.6: a 405's `Allow` lists them all; HEAD
+    wherever GET is). Starlette's own `Allow` names only the first matching route's methods."""
+    return [
+        method
+        for method in ALLOW_CANDIDATES
+        if any(route.matches({**scope, "method": method})[0] is Match.FULL for route in app.router.routes)
+    ]
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def app_error(request: Request, exc: AppError) -> JSONResponse:
@@ -134,7 +148,10 @@ def _install_error_handlers(app: FastAPI) -> None:
             exc.status_code, str(exc.detail)
         )
         details = {"errors": [{"field": None, "reason": str(exc.detail)}]} if status == 422 else {}
-        return error_response(request, code, status, message, details, dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if status == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request.app, request.scope))
+        return error_response(request, code, status, message, details, headers)
 
     @app.exception_handler(DBAPIError)
     async def database_error(request: Request, exc: DBAPIError) -> JSONResponse:
