@@ -1,4 +1,8 @@
-"""The `customer-master` command (API.md §9), run as a user runs it: a subprocess on the test database."""
+"""The `customer-master` command (API.md §9), run as a user runs it: a subprocess on the test database.
+
+The help texts are checked in this process (Typer's CliRunner), after one check of the installed command's
+`--help`; the orgs that the user and token commands need are made directly in the database (`make_org`).
+"""
 
 import os
 import re
@@ -7,11 +11,15 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import get_args
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
-from tests.conftest import PASSWORD, Db, assert_error
+from customer_master import cli
+from customer_master.auth.models import Role
+from tests.conftest import PASSWORD, Db, assert_error, make_org
 
 EXECUTABLE = str(Path(sys.executable).with_name("customer-master"))
 
@@ -53,10 +61,18 @@ def login(client: httpx.Client, slug: str, email: str, password: str) -> httpx.R
     return client.post("/api/v1/auth/login", json={"org_slug": slug, "email": email, "password": password})
 
 
-def create_org(env: dict[str, str], slug: str) -> str:
-    ok(env, "org", "create", "--slug", slug, "--name", "CLI GmbH", "--admin-email", f"admin@{slug}.de",
-       "--admin-password", PASSWORD)  # fmt: skip
-    return f"admin@{slug}.de"
+def test_the_cli_knows_every_role() -> None:
+    assert set(get_args(cli.RoleName)) == {role.value for role in Role}
+
+
+def test_the_cli_starts_without_the_heavy_modules(cli_env: dict[str, str]) -> None:
+    """`--help` and a mistyped option stay quick: the commands import the app, SQLAlchemy, etc. when they run."""
+    heavy = ["sqlalchemy", "alembic", "asyncpg", "fastapi", "uvicorn", "argon2", "customer_master.auth.service"]
+    code = f"import sys, customer_master.cli; print(sorted(set({heavy!r}) & set(sys.modules)))"
+
+    result = subprocess.run([sys.executable, "-c", code], env=cli_env, capture_output=True, text=True, check=True)
+
+    assert result.stdout.strip() == "[]"
 
 
 def test_migrate(cli_env: dict[str, str], db: Db) -> None:
@@ -100,8 +116,8 @@ def test_org_create_without_a_password_prints_a_generated_one(cli_env: dict[str,
 
 
 def test_org_create_with_a_taken_slug_fails_and_changes_nothing(cli_env: dict[str, str], db: Db) -> None:
-    slug = new_slug()
-    create_org(cli_env, slug)
+    existing = make_org(db)
+    slug = existing.slug
 
     result = run(cli_env, "org", "create", "--slug", slug, "--name", "Again", "--admin-email", "other@x.de")
 
@@ -110,8 +126,8 @@ def test_org_create_with_a_taken_slug_fails_and_changes_nothing(cli_env: dict[st
     assert "Traceback" not in result.stderr
     assert "created" not in result.stdout
     (org,) = db.fetch("SELECT id, name FROM org WHERE slug = :slug", slug=slug)
-    assert org.name == "CLI GmbH"
-    assert db.fetch("SELECT email FROM app_user WHERE org_id = :id", id=org.id) == [(f"admin@{slug}.de",)]
+    assert org.name == f"Org {slug}"
+    assert db.fetch("SELECT email FROM app_user WHERE org_id = :id", id=org.id) == [(existing.admin_email,)]
 
 
 @pytest.mark.parametrize(
@@ -134,9 +150,8 @@ def test_org_create_rejects_bad_input(cli_env: dict[str, str], db: Db, args: lis
     assert db.fetch("SELECT id FROM org WHERE slug = :slug", slug=slug) == []
 
 
-def test_user_create_with_and_without_a_password(cli_env: dict[str, str], client: httpx.Client) -> None:
-    slug = new_slug()
-    create_org(cli_env, slug)
+def test_user_create_with_and_without_a_password(cli_env: dict[str, str], client: httpx.Client, db: Db) -> None:
+    slug = make_org(db).slug
 
     given = ok(cli_env, "user", "create", "--org", slug, "--email", f"ops@{slug}.de", "--role", "OPS",
                "--name", "Olga", "--password", "another-long-password")  # fmt: skip
@@ -159,28 +174,29 @@ def test_user_create_with_and_without_a_password(cli_env: dict[str, str], client
     [
         (["--org", "{slug}", "--email", "u@x.de", "--role", "OPS", "--password", "short-11-ch"], "password"),
         (["--org", "no-such-org-{slug}", "--email", "u@x.de", "--role", "OPS", "--password", PASSWORD], "org"),
-        (["--org", "{slug}", "--email", "admin@{slug}.de", "--role", "OPS", "--password", PASSWORD], "exists"),
+        (["--org", "{slug}", "--email", "{admin}", "--role", "OPS", "--password", PASSWORD], "exists"),
         (["--org", "{slug}", "--email", "u@x.de", "--role", "BOSS", "--password", PASSWORD], "role"),
         (["--org", "{slug}", "--email", "nope", "--role", "OPS", "--password", PASSWORD], "email"),
     ],
 )
 def test_user_create_rejects_bad_input(cli_env: dict[str, str], db: Db, args: list[str], mentions: str) -> None:
-    slug = new_slug()
-    create_org(cli_env, slug)
+    org = make_org(db)
+    slug = org.slug
 
-    result = run(cli_env, "user", "create", *[arg.format(slug=slug) for arg in args])
+    result = run(cli_env, "user", "create", *[arg.format(slug=slug, admin=org.admin_email) for arg in args])
 
     assert result.returncode != 0
     assert mentions in result.stderr.lower()
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
     users = db.fetch("SELECT u.email FROM app_user u JOIN org o ON o.id = u.org_id WHERE o.slug = :slug", slug=slug)
-    assert users == [(f"admin@{slug}.de",)]
+    assert users == [(org.admin_email,)]
 
 
-def test_token_create_prints_a_token_that_works_on_the_server(cli_env: dict[str, str], client: httpx.Client) -> None:
-    slug = new_slug()
-    create_org(cli_env, slug)
+def test_token_create_prints_a_token_that_works_on_the_server(
+    cli_env: dict[str, str], client: httpx.Client, db: Db
+) -> None:
+    slug = make_org(db).slug
 
     stdout = ok(cli_env, "token", "create", "--org", slug, "--name", "erp-nightly", "--role", "INTEGRATOR")
 
@@ -219,12 +235,22 @@ COMMANDS = [
 ]
 
 
-@pytest.mark.parametrize("command", COMMANDS, ids=lambda command: " ".join(command) or "customer-master")
-def test_help_of_every_command(cli_env: dict[str, str], command: list[str]) -> None:
-    if command:
-        assert re.search(rf"^\W*{command[0]}\s", ok(cli_env, "--help"), flags=re.MULTILINE), f"no `{command[0]}`"
+@pytest.fixture(scope="module")
+def top_help(cli_env: dict[str, str]) -> str:
+    """`customer-master --help`, printed by the installed command."""
+    stdout = ok(cli_env, "--help")
+    assert "Usage:" in stdout
+    return stdout
 
-    stdout = ok(cli_env, *command, "--help")
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda command: " ".join(command) or "customer-master")
+def test_help_of_every_command(cli_env: dict[str, str], top_help: str, command: list[str]) -> None:
+    if command:
+        assert re.search(rf"^\W*{command[0]}\s", top_help, flags=re.MULTILINE), f"no `{command[0]}`"
+
+    result = CliRunner().invoke(cli.app, [*command, "--help"], prog_name="customer-master", env=cli_env)
+    assert result.exit_code == 0, result.output
+    stdout = result.stdout
 
     assert "Usage:" in stdout
     assert "customer-master " + " ".join(command) in " ".join(stdout.split())

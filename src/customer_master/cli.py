@@ -1,29 +1,33 @@
-"""The `customer-master` command: serve, migrate, and org / user / token administration."""
+"""The `customer-master` command: serve, migrate, and org / user / token administration.
 
-import asyncio
+The heavy modules (SQLAlchemy, alembic, the app, uvicorn, the services; `auth.service` hashes a password
+when imported) are imported inside the commands that use them, so that `--help`, a mistyped option and
+every command start without paying for all of them (that is about two seconds).
+"""
+
+from __future__ import annotations
+
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 
 import typer
-from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
+from pydantic import ValidationError  # typer validates with pydantic: loaded anyway
 
-from customer_master.auth import security
-from customer_master.auth import service as auth_service
-from customer_master.auth.models import Role
-from customer_master.auth.schemas import ApiTokenCreate, UserCreate
-from customer_master.auth.tenancy import OrgId
-from customer_master.config import get_settings, resolve_jwt_secret
-from customer_master.db.faults import is_connection_lost
-from customer_master.db.migrate import upgrade_to_head
-from customer_master.db.session import Database, resolve_database_url
-from customer_master.detection import service as detection_service
-from customer_master.detection.schemas import CustomerHint, DetectRequest, DetectResult
-from customer_master.errors import AppError, field_errors
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from customer_master.auth.models import Role
+    from customer_master.auth.schemas import UserCreate
+    from customer_master.detection.schemas import DetectResult
+
+# `auth.models.Role`'s values, spelled out so that parsing the command line does not load SQLAlchemy (the
+# models' module); tests/test_cli.py checks that they are the same.
+RoleName = Literal["VIEWER", "OPS", "INTEGRATOR", "ADMIN"]
 
 T = TypeVar("T")
 
@@ -52,6 +56,13 @@ def fail(message: str, code: int = 1) -> None:
 
 def database_url() -> str:
     """The database, migrated to the newest schema (safe while a server runs on it)."""
+    import asyncio
+
+    from customer_master.config import get_settings
+    from customer_master.db.faults import is_connection_lost
+    from customer_master.db.migrate import upgrade_to_head
+    from customer_master.db.session import resolve_database_url
+
     _exit_normally_on_sigterm()
     try:
         url = asyncio.run(resolve_database_url(get_settings()))
@@ -73,6 +84,10 @@ def _exit_normally_on_sigterm() -> None:
 
 def in_transaction(url: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """Run `work` in one transaction: committed when it succeeds, rolled back when it fails."""
+    import asyncio
+
+    from customer_master.db.session import Database
+    from customer_master.errors import AppError
 
     async def run() -> T:
         database = Database(url, pool_size=1)
@@ -112,6 +127,7 @@ def serve(
     import uvicorn
 
     from customer_master.app import create_app
+    from customer_master.config import get_settings, resolve_jwt_secret
     from customer_master.demo import DEMO_PASSWORD, DEMO_SLUG, DEMO_USERS, ensure_demo_org
 
     # While uvicorn serves, it handles both signals itself; once it has stopped it restores these handlers
@@ -171,6 +187,9 @@ def deliver() -> None:
     Any number of workers, on any machines, share the endpoints: each endpoint is delivered by one at a
     time. SIGTERM or SIGINT stops it (exit 0); an attempt in flight is cut off and sent again later.
     """
+    import asyncio
+
+    from customer_master.db.session import Database
     from customer_master.webhooks.worker import DeliveryWorker
 
     def exit_0(signum: int, frame: object) -> None:
@@ -207,6 +226,11 @@ def org_create(
     admin_password: Annotated[str | None, typer.Option(help="At least 12 characters; generated when left out")] = None,
 ) -> None:
     """Create an org with its first ADMIN user."""
+    from customer_master.auth import security
+    from customer_master.auth import service as auth_service
+    from customer_master.auth.models import Role
+    from customer_master.auth.tenancy import OrgId
+
     password = admin_password or security.generate_password()
     admin = _user_or_fail(email=admin_email, name=None, role=Role.ADMIN, password=password)
 
@@ -225,20 +249,24 @@ def org_create(
 def user_create(
     org: Annotated[str, typer.Option(help="The org's slug")],
     email: Annotated[str, typer.Option(help="The user's e-mail (login)")],
-    role: Annotated[Role, typer.Option(help="VIEWER, OPS, INTEGRATOR or ADMIN", case_sensitive=False)],
+    role: Annotated[RoleName, typer.Option(help="VIEWER, OPS, INTEGRATOR or ADMIN", case_sensitive=False)],
     name: Annotated[str | None, typer.Option(help="Display name")] = None,
     password: Annotated[str | None, typer.Option(help="At least 12 characters; generated when left out")] = None,
 ) -> None:
     """Create a user in an org."""
+    from customer_master.auth import security
+    from customer_master.auth import service as auth_service
+    from customer_master.auth.models import Role
+
     chosen = password or security.generate_password()
-    data = _user_or_fail(email=email, name=name, role=role, password=chosen)
+    data = _user_or_fail(email=email, name=name, role=Role(role), password=chosen)
 
     async def work(session: AsyncSession) -> str:
         org_id = await auth_service.org_id_by_slug(session, org)
         return str((await auth_service.create_user(session, org_id, data)).id)
 
     user_id = in_transaction(database_url(), work)
-    typer.echo(f"user {data.email} created in {org} as {role.value} (id {user_id})")
+    typer.echo(f"user {data.email} created in {org} as {data.role.value} (id {user_id})")
     if password is None:
         typer.echo(f"password: {chosen}")
 
@@ -247,11 +275,15 @@ def user_create(
 def token_create(
     org: Annotated[str, typer.Option(help="The org's slug")],
     name: Annotated[str, typer.Option(help="What the token is for, e.g. erp-nightly")],
-    role: Annotated[Role, typer.Option(help="VIEWER, OPS, INTEGRATOR or ADMIN", case_sensitive=False)],
+    role: Annotated[RoleName, typer.Option(help="VIEWER, OPS, INTEGRATOR or ADMIN", case_sensitive=False)],
 ) -> None:
     """Create an API token; it is printed once and stored only as a hash."""
+    from customer_master.auth import service as auth_service
+    from customer_master.auth.models import Role
+    from customer_master.auth.schemas import ApiTokenCreate
+
     try:
-        data = ApiTokenCreate(name=name, role=role)
+        data = ApiTokenCreate(name=name, role=Role(role))
     except ValidationError as exc:
         fail(_describe(exc))
 
@@ -297,6 +329,10 @@ def detect(
     name: Annotated[str | None, typer.Option(help="A company name, compared instead of the text's first lines")] = None,
 ) -> None:
     """Which customer sent an order: prints the detection result (as the API answers it) as JSON."""
+    from customer_master.auth import service as auth_service
+    from customer_master.detection import service as detection_service
+    from customer_master.detection.schemas import CustomerHint, DetectRequest
+
     try:
         request = DetectRequest(
             from_email=from_email,
@@ -327,6 +363,8 @@ def _read_text(path: Path) -> str:
 
 def _user_or_fail(email: str, name: str | None, role: Role, password: str) -> UserCreate:
     """A user's fields checked with the API's rules before the database is touched."""
+    from customer_master.auth.schemas import UserCreate
+
     try:
         return UserCreate(email=email, name=name, role=role, password=password)
     except ValidationError as exc:
@@ -335,4 +373,6 @@ def _user_or_fail(email: str, name: str | None, role: Role, password: str) -> Us
 
 
 def _describe(exc: ValidationError) -> str:
+    from customer_master.errors import field_errors
+
     return "; ".join(f"{error['field']}: {error['reason']}" for error in field_errors(exc.errors()))
