@@ -1,8 +1,13 @@
-"""Roles (API.md §2) over every endpoint, and tenant isolation: another org's ids are 404, its rows invisible."""
+"""Roles (API.md §2) over every endpoint, and tenant isolation: another org's ids are 404, its rows invisible.
+
+Making an org and its objects hashes passwords (Argon2, a good part of a second each): cases that must change
+nothing (reads, and calls that are refused) share orgs made once per module and check with a snapshot that
+they stayed unchanged; a call that may change data gets an org of its own.
+"""
 
 import secrets
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -10,7 +15,16 @@ import pytest
 
 from customer_master.auth.models import Role
 from tests.auth.helpers import add_user
-from tests.conftest import PASSWORD, Db, OrgContext, Server, assert_error, create_customer, customer_body
+from tests.conftest import (
+    PASSWORD,
+    Db,
+    OrgContext,
+    Server,
+    assert_error,
+    create_customer,
+    customer_body,
+    make_org,
+)
 
 ALL = frozenset(Role)
 WRITERS = frozenset({Role.INTEGRATOR, Role.ADMIN})
@@ -28,11 +42,14 @@ class Endpoint:
     status: int  # on success
     body: Callable[[], Any] | None = None
     files: dict[str, tuple[str, bytes, str]] | None = None
-    changes_data: bool = field(default=False)
 
     @property
     def label(self) -> str:
         return f"{self.method} {self.path}"
+
+    def may_change_data(self, role: Role) -> bool:
+        """Whether the call, made with `role`, may change the org's rows when it works as intended."""
+        return self.method != "GET" and role in self.allowed
 
 
 def _new_user() -> dict[str, str]:
@@ -127,6 +144,35 @@ def make_objects(client: httpx.Client, org: OrgContext, erp: str = "4711") -> Ob
     )
 
 
+@dataclass
+class OrgWithObjects:
+    org: OrgContext
+    objects: Objects
+
+
+def org_with_objects(db: Db, client: httpx.Client) -> OrgWithObjects:
+    org = make_org(db)
+    return OrgWithObjects(org, make_objects(client, org))
+
+
+@pytest.fixture(scope="module")
+def module_client(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base_url, timeout=30) as http:
+        yield http
+
+
+@pytest.fixture(scope="module")
+def shared(db: Db, module_client: httpx.Client) -> OrgWithObjects:
+    """An org with its objects for every case in this module that must leave it unchanged."""
+    return org_with_objects(db, module_client)
+
+
+@pytest.fixture(scope="module")
+def shared_other(db: Db, module_client: httpx.Client) -> OrgWithObjects:
+    """Another such org (the victim in the isolation cases), with the same ERP number and e-mail."""
+    return org_with_objects(db, module_client)
+
+
 def call(client: httpx.Client, endpoint: Endpoint, path: str, headers: dict[str, str]) -> httpx.Response:
     body = endpoint.body() if endpoint.body else None
     return client.request(endpoint.method, path, json=body, files=endpoint.files, headers=headers)
@@ -161,14 +207,15 @@ def test_the_matrix_covers_every_served_operation(served_operations: set[tuple[s
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda endpoint: endpoint.label)
 def test_role_matrix(
     client: httpx.Client,
-    org: OrgContext,
+    shared: OrgWithObjects,
     db: Db,
     served_operations: set[tuple[str, str]],
     endpoint: Endpoint,
     role: Role,
 ) -> None:
     assert (endpoint.method, openapi_path(endpoint)) in served_operations, f"{endpoint.label} is not served"
-    objects = make_objects(client, org)
+    mine = org_with_objects(db, client) if endpoint.may_change_data(role) else shared
+    org, objects = mine.org, mine.objects
     before = snapshot(db, org.id)
 
     response = call(client, endpoint, objects.fill(endpoint.path), org.headers(role))
@@ -177,17 +224,19 @@ def test_role_matrix(
         assert response.status_code == endpoint.status, response.text
     else:
         assert_error(response, 403, "FORBIDDEN")
+    if mine is shared:
         assert snapshot(db, org.id) == before
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda endpoint: endpoint.label)
 def test_no_token_is_401_everywhere(
-    client: httpx.Client, org: OrgContext, served_operations: set[tuple[str, str]], endpoint: Endpoint
+    client: httpx.Client, db: Db, shared: OrgWithObjects, served_operations: set[tuple[str, str]], endpoint: Endpoint
 ) -> None:
     assert (endpoint.method, openapi_path(endpoint)) in served_operations, f"{endpoint.label} is not served"
-    objects = make_objects(client, org)
+    before = snapshot(db, shared.org.id)
 
-    assert_error(call(client, endpoint, objects.fill(endpoint.path), {}), 401, "AUTH_REQUIRED")
+    assert_error(call(client, endpoint, shared.objects.fill(endpoint.path), {}), 401, "AUTH_REQUIRED")
+    assert snapshot(db, shared.org.id) == before
 
 
 def test_login_tokens_follow_the_same_matrix(client: httpx.Client, org: OrgContext) -> None:
@@ -214,16 +263,16 @@ ID_TAKING = [endpoint for endpoint in ENDPOINTS if "{" in endpoint.path]
 @pytest.mark.parametrize("endpoint", ID_TAKING, ids=lambda endpoint: endpoint.label)
 def test_another_orgs_ids_are_not_found(
     client: httpx.Client,
-    org: OrgContext,
-    other_org: OrgContext,
+    shared: OrgWithObjects,
+    shared_other: OrgWithObjects,
     db: Db,
     served_operations: set[tuple[str, str]],
     endpoint: Endpoint,
 ) -> None:
     assert (endpoint.method, openapi_path(endpoint)) in served_operations, f"{endpoint.label} is not served"
-    make_objects(client, org)  # the caller's org has objects of its own, with the same ERP number and e-mail
-    theirs = make_objects(client, other_org)
-    before = snapshot(db, other_org.id)
+    # The caller's org has objects of its own, with the same ERP number and e-mail.
+    org, theirs, other_org = shared.org, shared_other.objects, shared_other.org
+    before = snapshot(db, org.id), snapshot(db, other_org.id)
 
     for role in Role:
         response = call(client, endpoint, theirs.fill(endpoint.path), org.headers(role))
@@ -233,7 +282,7 @@ def test_another_orgs_ids_are_not_found(
         else:
             assert_error(response, 403, "FORBIDDEN")
 
-    assert snapshot(db, other_org.id) == before
+    assert (snapshot(db, org.id), snapshot(db, other_org.id)) == before
 
 
 @pytest.mark.parametrize("endpoint", [e for e in ID_TAKING if "{contact_id}" in e.path], ids=lambda e: e.label)
@@ -254,6 +303,22 @@ def test_a_contact_is_found_only_under_its_own_customer(
     assert (snapshot(db, org.id), snapshot(db, other_org.id)) == before
 
 
+@pytest.fixture(scope="module")
+def orgs_for_lists(db: Db, module_client: httpx.Client) -> tuple[OrgContext, OrgContext]:
+    """An org without customers, and another org with customers that the list queries below match (the list
+    cases only read)."""
+    org, other_org = make_org(db), make_org(db)
+    create_customer(
+        module_client,
+        other_org,
+        name="Other Muster AG",
+        erp_customer_number="OTH-1",
+        contacts=[{"email": "einkauf@other.example", "is_primary": True}],
+    )
+    create_customer(module_client, other_org, name="Muster GmbH", erp_customer_number="4711")
+    return org, other_org
+
+
 @pytest.mark.parametrize(
     "query",
     [
@@ -268,16 +333,9 @@ def test_a_contact_is_found_only_under_its_own_customer(
 )
 @pytest.mark.parametrize("role", list(Role), ids=lambda role: role.value)
 def test_customer_lists_never_show_another_orgs_rows(
-    client: httpx.Client, org: OrgContext, other_org: OrgContext, query: dict[str, str], role: Role
+    client: httpx.Client, orgs_for_lists: tuple[OrgContext, OrgContext], query: dict[str, str], role: Role
 ) -> None:
-    create_customer(
-        client,
-        other_org,
-        name="Other Muster AG",
-        erp_customer_number="OTH-1",
-        contacts=[{"email": "einkauf@other.example", "is_primary": True}],
-    )
-    create_customer(client, other_org, name="Muster GmbH", erp_customer_number="4711")
+    org, other_org = orgs_for_lists
 
     response = client.get("/api/v1/customers", params=query, headers=org.headers(role))
 
