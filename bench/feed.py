@@ -105,7 +105,8 @@ class Run:
         )
         return (
             f"{self.scenario}: {n} samples in {self.wall:.1f} s wall; commit → arrival p50"
-            f" {self.pct(self.latencies, 50):.1f} ms, p95 {self.pct(self.latencies, 95):.1f} ms, max"
+            f" {self.pct(self.latencies, 50):.1f} ms, p95 {self.pct(self.latencies, 95):.1f} ms, p99"
+            f" {self.pct(self.latencies, 99):.1f} ms, max"
             f" {self.pct(self.latencies, 100):.1f} ms; the COMMIT itself p50 {self.pct(self.commits, 50):.1f} ms;"
             f" CPU per sample: {cpu}; load average {self.load:.1f}"
         )
