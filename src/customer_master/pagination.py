@@ -11,6 +11,12 @@ from customer_master.errors import ValidationFailed
 
 K = TypeVar("K")
 
+# The JSON Schema of a keyset cursor: opaque (base64url), only ever a `next_cursor` handed back unchanged.
+KEYSET_CURSOR_PATTERN = "^[A-Za-z0-9_-]+$"
+KEYSET_CURSOR_DESCRIPTION = (
+    "Opaque: the `next_cursor` of the previous page, passed back unchanged; any other value is a 422"
+)
+
 
 def encode_cursor(key: str, row_id: uuid.UUID) -> str:
     """The cursor that continues after the row with sort key `key` and id `row_id`."""

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from customer_master import validation
 
@@ -29,4 +29,9 @@ class Items(BaseModel, Generic[T]):
     items: list[T]
 
 
-Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(validation.normalize_email)]
+Email = Annotated[
+    str,
+    StringConstraints(max_length=320),
+    AfterValidator(validation.normalize_email),
+    Field(json_schema_extra={"format": "email"}),
+]

@@ -8,6 +8,38 @@ import pycountry
 from email_validator import EmailNotValidError, validate_email
 
 ERP_NUMBER_PATTERN = re.compile(r"[A-Za-z0-9\-_./]{1,100}")
+CURRENCY_CODES = tuple(sorted(currency.alpha_3 for currency in pycountry.currencies))
+COUNTRY_CODES = tuple(sorted(country.alpha_2 for country in pycountry.countries))
+# BCP 47's shape (RFC 5646 §2.1): a language subtag, then subtags of 1..8 letters or digits. Registration
+# (which subtags exist) is checked by `normalize_language` alone: JSON Schema cannot say it.
+LANGUAGE_TAG_PATTERN = r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$"
+
+# The JSON Schema of each rule, for the OpenAPI document (the pydantic types in `schemas.py` carry them).
+CURRENCY_JSON_SCHEMA = {
+    "type": "string",
+    "enum": list(CURRENCY_CODES),
+    "description": "An active ISO 4217 code (also accepted in lower case, stored upper-cased)",
+}
+COUNTRY_JSON_SCHEMA = {
+    "type": "string",
+    "enum": [*COUNTRY_CODES, ""],
+    "description": 'An ISO 3166-1 alpha-2 code (also accepted in lower case, stored upper-cased); `""` is null',
+}
+LANGUAGE_JSON_SCHEMA = {
+    "type": "string",
+    "minLength": 2,
+    "maxLength": 100,
+    "pattern": LANGUAGE_TAG_PATTERN,
+    "format": "bcp47",
+    "description": "A valid (registered) BCP 47 language tag, e.g. `de-DE`; stored in canonical case",
+}
+ERP_NUMBER_JSON_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 100,
+    "pattern": f"^{ERP_NUMBER_PATTERN.pattern}$",
+    "description": "1..100 ASCII letters, digits, `-`, `_`, `.`, `/`; compared exactly",
+}
 T = TypeVar("T")
 
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import AfterValidator
 
-from customer_master import validation
+from customer_master import pagination, validation
 from customer_master.customers import service
 from customer_master.customers.schemas import (
     ContactIn,
@@ -57,7 +57,15 @@ async def list_customers(
     erp_number: Annotated[SearchText, Query(max_length=100, description="Exact ERP number")] = None,
     email: Annotated[SearchText, Query(max_length=320, description="A contact's e-mail")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=2000,
+            pattern=pagination.KEYSET_CURSOR_PATTERN,
+            description=pagination.KEYSET_CURSOR_DESCRIPTION,
+        ),
+    ] = None,
 ) -> Response:
     items, next_cursor = await service.list_customers(
         session, principal.org_id, q=q, erp_number=erp_number, email=email, limit=limit, cursor=cursor

@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints, WithJsonSchema, field_validator
 
 from customer_master import validation
 from customer_master.schemas import Email, StrictModel
@@ -22,10 +22,23 @@ OptionalText = Annotated[
     str | None, StringConstraints(strip_whitespace=True, max_length=500), AfterValidator(_blank_to_none)
 ]
 CustomerName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-ErpNumber = Annotated[str, AfterValidator(validation.normalize_erp_number)]
-Currency = Annotated[str, AfterValidator(validation.normalize_currency)]
-Language = Annotated[str, StringConstraints(max_length=100), AfterValidator(validation.normalize_language)]
-Country = Annotated[str, AfterValidator(lambda v: validation.normalize_country(v) if v.strip() else "")]
+ErpNumber = Annotated[
+    str, AfterValidator(validation.normalize_erp_number), WithJsonSchema(validation.ERP_NUMBER_JSON_SCHEMA)
+]
+Currency = Annotated[
+    str, AfterValidator(validation.normalize_currency), WithJsonSchema(validation.CURRENCY_JSON_SCHEMA)
+]
+Language = Annotated[
+    str,
+    StringConstraints(max_length=100),
+    AfterValidator(validation.normalize_language),
+    WithJsonSchema(validation.LANGUAGE_JSON_SCHEMA),
+]
+Country = Annotated[
+    str,
+    AfterValidator(lambda v: validation.normalize_country(v) if v.strip() else ""),
+    WithJsonSchema(validation.COUNTRY_JSON_SCHEMA),
+]
 
 
 class Address(StrictModel):

@@ -9,6 +9,7 @@ from customer_master.config import get_settings
 from customer_master.deps import AnyRole, SessionDep, Writer
 from customer_master.history import service
 from customer_master.history.schemas import EventPage, HistoryEntry
+from customer_master.history.service import SEQUENCE_CURSOR_PATTERN
 from customer_master.openapi import error_responses
 from customer_master.schemas import Page
 
@@ -26,7 +27,13 @@ async def customer_history(
     principal: AnyRole,
     id: uuid.UUID,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=20, description="`next_cursor` of the previous page")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            pattern=SEQUENCE_CURSOR_PATTERN,
+            description="Opaque: the `next_cursor` of the previous page (digits), passed back unchanged",
+        ),
+    ] = None,
 ) -> dict[str, object]:
     entries, next_cursor = await service.customer_history(session, principal.org_id, id, limit=limit, cursor=cursor)
     return {"items": entries, "next_cursor": next_cursor}
@@ -45,7 +52,7 @@ async def list_events(
     after: Annotated[
         str | None,
         Query(
-            max_length=20,
+            pattern=f"^(now|{SEQUENCE_CURSOR_PATTERN[1:-1]})$",
             description="A `next_cursor` (or an event's `sequence`): events after it; `now`: the current end; "
             "absent: the oldest event kept",
         ),

@@ -19,6 +19,9 @@ from customer_master.history.schemas import ENTRY_TYPES, ChangeData, Event, Hist
 FEED_NOW = "now"
 
 
+SEQUENCE_CURSOR_PATTERN = "^[0-9]{1,18}$"  # what `parse_sequence_cursor` takes, for the OpenAPI document
+
+
 def parse_sequence_cursor(cursor: str, field: str) -> int:
     """History and feed cursors are sequences (an event's `sequence` is a cursor too)."""
     if not cursor.isascii() or not cursor.isdigit() or len(cursor) > 18:

@@ -6,8 +6,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
+from customer_master import pagination
 from customer_master.deps import SessionDep, Writer
 from customer_master.imports import service
+from customer_master.imports.export import DELIMITER_NAMES
 from customer_master.imports.schemas import ImportReport, ImportRunOut
 from customer_master.imports.uploads import csv_download, import_upload, receive_csv_upload
 from customer_master.pagination import decode_cursor, encode_cursor
@@ -55,7 +57,15 @@ async def list_imports(
     session: SessionDep,
     principal: Writer,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=500,
+            pattern=pagination.KEYSET_CURSOR_PATTERN,
+            description=pagination.KEYSET_CURSOR_DESCRIPTION,
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     after = decode_cursor(cursor, datetime.fromisoformat) if cursor else None
     runs = await service.list_import_runs(session, principal.org_id, limit=limit + 1, after=after)
@@ -74,6 +84,12 @@ async def list_imports(
 async def export_customers(
     request: Request,
     principal: Writer,
-    delimiter: Annotated[str, Query(description="`,` (default), `;` or a tab")] = ",",
+    delimiter: Annotated[
+        str,
+        Query(
+            description="`,` (default), `;` or a tab; also by name: `comma`, `semicolon`, `tab`",
+            json_schema_extra={"enum": list(DELIMITER_NAMES)},
+        ),
+    ] = ",",
 ) -> StreamingResponse:
     return csv_download(request.app.state.db, principal, delimiter)

@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
+from customer_master import pagination
 from customer_master.deps import Admin, SessionDep
 from customer_master.openapi import error_responses
 from customer_master.schemas import Items, Page
@@ -60,7 +61,15 @@ async def list_deliveries(
     principal: Admin,
     id: uuid.UUID,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            pattern=pagination.KEYSET_CURSOR_PATTERN,
+            description=pagination.KEYSET_CURSOR_DESCRIPTION,
+        ),
+    ] = None,
 ) -> dict[str, object]:
     items, next_cursor = await service.list_deliveries(session, principal.org_id, id, limit=limit, cursor=cursor)
     return {"items": items, "next_cursor": next_cursor}
