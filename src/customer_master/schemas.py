@@ -9,10 +9,21 @@ from customer_master import validation
 T = TypeVar("T")
 
 
-class StrictModel(BaseModel):
-    """Request bodies: unknown keys are an error, not silently dropped."""
+NO_NUL_PATTERN = "^[^\\x00]*$"
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+def _say_no_nul(schema: dict[str, Any]) -> None:
+    """The JSON Schema of `validation.reject_nul`: a pattern on each string property that has none."""
+    for prop in schema.get("properties", {}).values():
+        for branch in [prop, *prop.get("anyOf", [])]:
+            if branch.get("type") == "string" and "pattern" not in branch and "enum" not in branch:
+                branch["pattern"] = NO_NUL_PATTERN
+
+
+class StrictModel(BaseModel):
+    """Request bodies: unknown keys are an error, not silently dropped; no string holds U+0000."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra=_say_no_nul)
 
     @field_validator("*")
     @classmethod
