@@ -363,7 +363,7 @@ async def query(url):
     finally:
         await conn.close()
 
-assert run_async(query(start_embedded_server(Path(sys.argv[1])))) == 1
+assert asyncio.run(query(start_embedded_server(Path(sys.argv[1])))) == 1
 print("answered", flush=True)
 if sys.argv[2:] == ["stay"]:
     time.sleep(120)

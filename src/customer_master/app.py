@@ -1,7 +1,7 @@
 """The FastAPI application: routers, the one error shape, the HTTP edge middleware."""
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -113,17 +113,33 @@ def error_response(
     )
 
 
+# A route that only answers 405 (it keeps a method from reaching a route with a path parameter) allows nothing.
+METHOD_NOT_ALLOWED_ROUTE = "method_not_allowed"
 ALLOW_CANDIDATES = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
+def _flat_routes(routes: Iterable[Any]) -> Iterator[Any]:
+    """The routes in the router's order, those of included routers in their place (FastAPI wraps them; their
+    paths already carry the prefix, as none is added at inclusion here)."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from _flat_routes(included.routes)
+        else:
+            yield route
+
+
 def allowed_methods(app: FastAPI, scope: Any) -> list[str]:
-    """Every method some route takes on this path (RFC 9110 §15.5.6: a 405's `Allow` lists them all; HEAD
-    wherever GET is). Starlette's own `Allow` names only the first matching route's methods."""
-    return [
-        method
-        for method in ALLOW_CANDIDATES
-        if any(route.matches({**scope, "method": method})[0] is Match.FULL for route in app.router.routes)
-    ]
+    """Every method the path takes (RFC 9110 §15.5.6: a 405's `Allow` lists them all): those whose first
+    matching route, in the router's order, serves it. Starlette's own `Allow` names only one route's."""
+
+    def served(method: str) -> bool:
+        for route in _flat_routes(app.router.routes):
+            if route.matches({**scope, "method": method})[0] is Match.FULL:
+                return getattr(route, "name", None) != METHOD_NOT_ALLOWED_ROUTE
+        return False
+
+    return [method for method in ALLOW_CANDIDATES if served(method)]
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -16,7 +16,9 @@ async def detect_customer(body: DetectRequest, session: SessionDep, principal: A
     return await service.detect_customer(session, principal.org_id, body)
 
 
-@router.api_route("/customers/detect", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+@router.api_route(
+    "/customers/detect", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False, name="method_not_allowed"
+)
 async def detect_other_methods() -> None:
     """Without this, `GET /customers/detect` would reach `GET /customers/{id}` and fail on the id."""
     raise HTTPException(405, headers={"Allow": "POST"})
