@@ -1,6 +1,7 @@
 """Run the Alembic migrations programmatically (no alembic.ini needed)."""
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from alembic import command
@@ -17,7 +18,15 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade_to_head(database_url: str) -> None:
-    command.upgrade(alembic_config(database_url), "head")
+    """Migrate to the newest revision. `env.py` runs its own event loop: when this thread already runs one
+    (a caller inside a loop), the migration runs in a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        command.upgrade(alembic_config(database_url), "head")
+        return
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        thread.submit(command.upgrade, alembic_config(database_url), "head").result()
 
 
 async def upgrade_to_head_async(database_url: str) -> None:
