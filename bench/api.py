@@ -46,7 +46,7 @@ from typing import Any
 import asyncpg
 
 import common
-from common import LEGAL_FORMS, TRADES, drop_database, running_server
+from common import LEGAL_FORMS, TRADES, CpuMeter, drop_database, running_server
 from customer_master.auth import repository as auth_repository
 from customer_master.auth import service as auth_service
 from customer_master.auth.models import Role
@@ -244,33 +244,6 @@ async def prepare_database(args: argparse.Namespace, workdir: Path) -> Setup:
         flush=True,
     )
     return setup
-
-
-class CpuMeter:
-    """CPU seconds used by a process and its children (the server's workers, PostgreSQL's backends)."""
-
-    def __init__(self, pid: int | None, children: bool = True) -> None:
-        self.pid = pid
-        self.children = children
-
-    def seconds(self) -> float | None:
-        if self.pid is None:
-            return None
-        try:
-            import psutil
-        except ImportError:
-            return None
-        try:
-            root = psutil.Process(self.pid)
-            processes = [root, *(root.children(recursive=True) if self.children else [])]
-        except psutil.Error:
-            return None
-        total = 0.0
-        for process in processes:
-            with contextlib.suppress(psutil.Error):
-                times = process.cpu_times()
-                total += times.user + times.system
-        return total
 
 
 @dataclass

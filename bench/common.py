@@ -1,9 +1,11 @@
 """What the benchmark scripts share: the served process, the throw-away database's end, and the words
 `api.py` and `detect.py` make German company names and addresses of."""
 
+import asyncio
 import contextlib
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,6 +15,8 @@ from pathlib import Path
 
 import asyncpg
 
+from customer_master.db.embedded import stop_embedded_server
+
 
 async def drop_database(admin_url: str, database_name: str) -> None:
     conn = await asyncpg.connect(admin_url)
@@ -20,6 +24,41 @@ async def drop_database(admin_url: str, database_name: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{database_name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+async def release_bench_database(admin_url: str, database_name: str, workdir: Path) -> None:
+    """The end of a benchmark's database: dropped, and the embedded server (unless `DATABASE_URL`) stopped."""
+    await drop_database(admin_url, database_name)
+    if not os.environ.get("DATABASE_URL"):
+        await asyncio.to_thread(stop_embedded_server, workdir)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+class CpuMeter:
+    """CPU seconds used by a process and its children (the server's workers, PostgreSQL's backends)."""
+
+    def __init__(self, pid: int | None, children: bool = True) -> None:
+        self.pid = pid
+        self.children = children
+
+    def seconds(self) -> float | None:
+        if self.pid is None:
+            return None
+        try:
+            import psutil
+        except ImportError:
+            return None
+        try:
+            root = psutil.Process(self.pid)
+            processes = [root, *(root.children(recursive=True) if self.children else [])]
+        except psutil.Error:
+            return None
+        total = 0.0
+        for process in processes:
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
 
 
 def free_port() -> int:

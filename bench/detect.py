@@ -40,7 +40,6 @@ import os
 import platform
 import random
 import secrets
-import shutil
 import statistics
 import tempfile
 import time
@@ -51,12 +50,12 @@ from typing import Any
 
 import asyncpg
 
-from common import LEGAL_FORMS, STREETS, SURNAMES, TRADES, drop_database, running_server
+from common import LEGAL_FORMS, STREETS, SURNAMES, TRADES, release_bench_database, running_server
 from customer_master.auth import service as auth_service
 from customer_master.auth.models import Role
 from customer_master.auth.schemas import ApiTokenCreate
 from customer_master.auth.tenancy import OrgId
-from customer_master.db.embedded import ensure_database, start_embedded_server, stop_embedded_server
+from customer_master.db.embedded import ensure_database, start_embedded_server
 from customer_master.db.migrate import upgrade_to_head
 from customer_master.db.session import Database
 from customer_master.detection import name_index, service, signals
@@ -705,10 +704,7 @@ async def run(args: argparse.Namespace) -> None:
         if args.keep:
             print(f"kept database {setup.database_name} ({setup.database_url})")
         else:
-            await drop_database(setup.admin_url, setup.database_name)
-            if not os.environ.get("DATABASE_URL"):
-                await asyncio.to_thread(stop_embedded_server, workdir)
-            shutil.rmtree(workdir, ignore_errors=True)
+            await release_bench_database(setup.admin_url, setup.database_name, workdir)
 
 
 def main() -> None:

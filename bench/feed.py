@@ -26,12 +26,10 @@ the other) and reports every run and the best (lowest p95).
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
 import secrets
-import shutil
 import tempfile
 import time
 import uuid
@@ -42,12 +40,12 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from common import drop_database, running_server
+from common import CpuMeter, release_bench_database, running_server
 from customer_master.auth import service as auth_service
 from customer_master.auth.models import Role
 from customer_master.auth.schemas import ApiTokenCreate
 from customer_master.auth.tenancy import OrgId
-from customer_master.db.embedded import ensure_database, start_embedded_server, stop_embedded_server
+from customer_master.db.embedded import ensure_database, start_embedded_server
 from customer_master.db.migrate import upgrade_to_head
 from customer_master.db.session import Database
 
@@ -58,31 +56,6 @@ TARGETS_MS = {"feed": 100.0, "webhook": 1000.0}
 
 
 # --- measuring ----------------------------------------------------------------------------------------------
-
-
-class CpuMeter:
-    """CPU seconds of a process and its children (None when there is no process to measure)."""
-
-    def __init__(self, pid: int | None, children: bool = True) -> None:
-        self.pid = pid
-        self.children = children
-
-    def seconds(self) -> float | None:
-        if self.pid is None:
-            return None
-        import psutil
-
-        try:
-            root = psutil.Process(self.pid)
-            processes = [root, *(root.children(recursive=True) if self.children else [])]
-        except psutil.Error:
-            return None
-        total = 0.0
-        for process in processes:
-            with contextlib.suppress(psutil.Error):
-                times = process.cpu_times()
-                total += times.user + times.system
-        return total
 
 
 @dataclass
@@ -338,10 +311,7 @@ async def benchmark(args: argparse.Namespace) -> None:
             verdict = "met" if p95 < TARGETS_MS[scenario] else "MISSED"
             print(f"  {best.line()} — target p95 < {TARGETS_MS[scenario]:.0f} ms: {verdict}")
     finally:
-        await drop_database(setup.admin_url, setup.database_name)
-        if not os.environ.get("DATABASE_URL"):
-            await asyncio.to_thread(stop_embedded_server, workdir)
-        shutil.rmtree(workdir, ignore_errors=True)
+        await release_bench_database(setup.admin_url, setup.database_name, workdir)
 
 
 def main() -> None:
