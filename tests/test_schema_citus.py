@@ -22,6 +22,8 @@ Distributed by `org_id` — the tables that grow with an org's data, or are writ
 - `webhook_endpoint`, `webhook_delivery`: an org's webhook endpoints (each with its place in the org's feed)
   and the log of every delivery attempt, written by the delivery worker beside the feed it follows. The
   worker's question "which endpoints are due" spans every org: a multi-shard query, once a second.
+- `customer_erp_alias`, `customer_merge`, `duplicate_dismissal`: a survivor's ERP aliases, each merge with
+  what undo needs, the pairs dismissed as not duplicates — per org, beside the customers they name.
 
 Reference tables — small, read by every request, left out of the distributed list:
 
@@ -61,6 +63,9 @@ DISTRIBUTED = frozenset(
         "change_feed_position",
         "webhook_endpoint",
         "webhook_delivery",
+        "customer_erp_alias",
+        "customer_merge",
+        "duplicate_dismissal",
     }
 )
 REFERENCE = frozenset({"org", "app_user", "api_token", "login_failure"})

@@ -25,7 +25,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import CITEXT, JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, CITEXT, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from customer_master.db.base import Base, TimestampMixin
@@ -71,16 +71,21 @@ class Customer(TimestampMixin, Base):
     name_fold: Mapped[str | None] = mapped_column(
         Text, Computed("cm_fold(name)", persisted=True), deferred=True, deferred_raiseload=True
     )
+    # A merge (migration 0009): set on a customer merged into another (a tombstone); the survivor's ERP
+    # aliases, in merge order (`CustomerErpAlias` indexes them).
+    merged_into: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    erp_aliases: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
 
 
-# Keyset pagination, ORDER BY lower(name), id within the org; it carries what a search walking the org in
-# name order filters on, so that walk reads the index only.
+# Keyset pagination, ORDER BY lower(name), id within the org's live customers; it carries what a search
+# walking the org in name order filters on, so that walk reads the index only.
 Index(
     "ix_customer_org_lower_name_id",
     Customer.org_id,
     func.lower(Customer.name),
     Customer.id,
     postgresql_include=["name", "name_fold", "erp_customer_number"],
+    postgresql_where=text("merged_into IS NULL"),
 )
 # q= arm: ERP number prefix.
 Index(
@@ -120,3 +125,23 @@ Index(
     Contact.org_id,
     func.lower(func.split_part(cast(Contact.email, Text), "@", 2)),
 )
+
+
+class CustomerErpAlias(Base):
+    """The index of every survivor's `erp_aliases` (kept in step by a trigger): one holder per number and org."""
+
+    __tablename__ = "customer_erp_alias"
+    __table_args__ = (
+        PrimaryKeyConstraint("org_id", "erp_customer_number", name="customer_erp_alias_pkey"),
+        ForeignKeyConstraint(
+            ["org_id", "customer_id"],
+            ["customer.org_id", "customer.id"],
+            name="fk_customer_erp_alias_customer",
+            ondelete="CASCADE",
+        ),
+        Index("ix_customer_erp_alias_customer", "org_id", "customer_id"),
+    )
+
+    org_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    erp_customer_number: Mapped[str] = mapped_column(Text)
+    customer_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))

@@ -11,8 +11,9 @@ from customer_master.db.base import Base
 from customer_master.detection import models as detection
 from customer_master.history import models as history
 from customer_master.imports import models as imports
+from customer_master.merge import models as merge
 from customer_master.webhooks import models as webhooks
 
 metadata = Base.metadata
 
-__all__ = ["auth", "customers", "detection", "history", "imports", "metadata", "plumbing", "webhooks"]
+__all__ = ["auth", "customers", "detection", "history", "imports", "merge", "metadata", "plumbing", "webhooks"]
