@@ -32,6 +32,7 @@ from customer_master.history.api import router as history_router
 from customer_master.history.listener import FeedListener
 from customer_master.http import HttpEdgeMiddleware
 from customer_master.imports.api import router as imports_router
+from customer_master.merge.api import router as merge_router
 from customer_master.web.routes import router as web_router
 from customer_master.webhooks.api import router as webhooks_router
 from customer_master.webhooks.worker import DeliveryWorker
@@ -74,6 +75,7 @@ def create_app(
     app.include_router(ops.router)
     app.include_router(auth_router)
     app.include_router(detection_router)  # before customers: /customers/detect is not a /customers/{id}
+    app.include_router(merge_router)  # likewise /customers/merge
     app.include_router(customers_router)
     app.include_router(imports_router)
     app.include_router(history_router)

@@ -94,6 +94,8 @@ def field_of(error: Mapping[str, Any]) -> str | None:
         return None
     if loc and loc[0] in _REQUEST_PARTS:
         loc = loc[1:]
+    if loc and loc[-1] == "[key]":  # a refused key of an object (`pick.contacts`)
+        loc = loc[:-1]
     return ".".join(str(part) for part in loc) or None
 
 

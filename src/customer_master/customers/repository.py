@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from customer_master import validation
 from customer_master.auth.tenancy import OrgId
-from customer_master.customers.models import Contact, Customer
+from customer_master.customers.models import Contact, Customer, CustomerErpAlias
 from customer_master.customers.schemas import ContactIn
 from customer_master.db.session import driver_connection
 
@@ -47,7 +47,7 @@ def list_query(
     `after` is the (lower-cased name, id) of the previous page's last row.
     """
     params: list[Any] = [org_id, limit + 1]
-    conditions = ["c.org_id = $1"]
+    conditions = ["c.org_id = $1", "c.merged_into IS NULL"]
 
     def param(value: Any) -> str:
         params.append(value)
@@ -124,7 +124,8 @@ async def fetch_customer_page(
 # A customer with its contacts (in `select_contacts`' order) in one round trip: every customer document the
 # API answers is built from it (`service.get_customer`), so its bytes, and so its ETag, have one source.
 GET_CUSTOMER = """
-SELECT c.id, c.org_id, c.name, c.erp_customer_number, c.default_currency, c.default_language,
+SELECT c.id, c.org_id, c.name, c.erp_customer_number, c.erp_aliases, c.merged_into,
+       c.default_currency, c.default_language,
        c.billing_address_json::text AS billing_address, c.shipping_address_json::text AS shipping_address,
        c.metadata_json::text AS metadata, c.created_at, c.updated_at,
        (SELECT array_agg((cc.id, cc.email::text, cc.name, cc.is_primary, cc.created_at, cc.updated_at)
@@ -139,8 +140,8 @@ SELECT c.id, c.org_id, c.name, c.erp_customer_number, c.default_currency, c.defa
 async def fetch_customer_with_contacts(
     session: AsyncSession, org_id: OrgId, customer_id: uuid.UUID
 ) -> asyncpg.Record | None:
-    """The row of `GET_CUSTOMER`; its `contacts` is an array of (id, email, name, is_primary, created_at,
-    updated_at) tuples, or None when the customer has none."""
+    """The row of `GET_CUSTOMER`, also of a tombstone (`merged_into` set); its `contacts` is an array of
+    (id, email, name, is_primary, created_at, updated_at) tuples, or None when the customer has none."""
     conn = await driver_connection(session)
     row: asyncpg.Record | None = await conn.fetchrow(GET_CUSTOMER, org_id, customer_id)
     return row
@@ -161,10 +162,12 @@ async def select_customer(
 
 
 async def find_erp_number_holder(session: AsyncSession, org_id: OrgId, erp_number: str) -> uuid.UUID | None:
-    """The id of the org's customer with this ERP number, if any."""
-    return await session.scalar(
-        select(Customer.id).where(Customer.org_id == org_id, Customer.erp_customer_number == erp_number)
+    """The id of the org's customer with this ERP number as its own or as one of its aliases, if any."""
+    own = select(Customer.id).where(Customer.org_id == org_id, Customer.erp_customer_number == erp_number)
+    alias = select(CustomerErpAlias.customer_id).where(
+        CustomerErpAlias.org_id == org_id, CustomerErpAlias.erp_customer_number == erp_number
     )
+    return await session.scalar(own.union_all(alias).limit(1))
 
 
 # --- writing customers ----------------------------------------------------------------------------
@@ -173,16 +176,21 @@ async def find_erp_number_holder(session: AsyncSession, org_id: OrgId, erp_numbe
 async def insert_customer_unless_erp_number_taken(
     session: AsyncSession, org_id: OrgId, values: dict[str, Any]
 ) -> Customer | None:
-    """The new customer, or None (and no write) when another customer of the org has its ERP number."""
-    return await session.scalar(
-        insert(Customer)
-        .values(org_id=org_id, **values)
-        .on_conflict_do_nothing(
-            index_elements=["org_id", "erp_customer_number"],
-            index_where=Customer.erp_customer_number.is_not(None),
-        )
-        .returning(Customer)
-    )
+    """The new customer, or None (and no write) when another customer of the org has its ERP number, as its
+    own or as an alias (the alias trigger of migration 0009 refuses it; hence the savepoint)."""
+    try:
+        async with session.begin_nested():
+            return await session.scalar(
+                insert(Customer)
+                .values(org_id=org_id, **values)
+                .on_conflict_do_nothing(
+                    index_elements=["org_id", "erp_customer_number"],
+                    index_where=Customer.erp_customer_number.is_not(None),
+                )
+                .returning(Customer)
+            )
+    except IntegrityError:
+        return None
 
 
 async def update_customer_unless_erp_number_taken(

@@ -141,6 +141,7 @@ class CustomerOut(BaseModel):
     org_id: uuid.UUID
     name: str
     erp_customer_number: str | None
+    erp_aliases: list[str] = Field(description="Read-only: the ERP numbers of the customers merged into this one")
     default_currency: str
     default_language: str
     billing_address: AddressOut | None

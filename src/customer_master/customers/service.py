@@ -67,10 +67,17 @@ async def list_customers(
     return items, next_cursor
 
 
+def customer_not_found(merged_into: uuid.UUID | None = None) -> NotFound:
+    """404 for an id the org has no customer under; a merged-away id names its survivor (API.md §12)."""
+    if merged_into is None:
+        return NotFound("No such customer")
+    return NotFound(f"This customer was merged into {merged_into}", {"merged_into": str(merged_into)})
+
+
 async def _load_customer(session: AsyncSession, org_id: OrgId, customer_id: uuid.UUID, *, lock: bool) -> Customer:
     customer = await repository.select_customer(session, org_id, customer_id, for_update=lock)
-    if customer is None:
-        raise NotFound("No such customer")
+    if customer is None or customer.merged_into is not None:
+        raise customer_not_found(customer.merged_into if customer else None)
     return customer
 
 
@@ -90,8 +97,8 @@ class CustomerDocument:
 async def get_customer(session: AsyncSession, org_id: OrgId, customer_id: uuid.UUID) -> CustomerDocument:
     """The customer's document: every document the API answers is built here, from one statement."""
     row = await repository.fetch_customer_with_contacts(session, org_id, customer_id)
-    if row is None:
-        raise NotFound("No such customer")
+    if row is None or row["merged_into"] is not None:
+        raise customer_not_found(row["merged_into"] if row else None)
     contacts = [
         ContactOut(
             id=contact_id,
@@ -110,6 +117,7 @@ async def get_customer(session: AsyncSession, org_id: OrgId, customer_id: uuid.U
             org_id=row["org_id"],
             name=row["name"],
             erp_customer_number=row["erp_customer_number"],
+            erp_aliases=row["erp_aliases"],
             default_currency=row["default_currency"],
             default_language=row["default_language"],
             billing_address=_json_or_none(row["billing_address"]),
@@ -191,7 +199,7 @@ async def update_customer(
     erp_number = new_values["erp_customer_number"]
     if erp_number is not None and erp_number != customer.erp_customer_number:
         holder = await repository.find_erp_number_holder(session, org_id, erp_number)
-        if holder is not None:
+        if holder is not None and holder != customer_id:  # its own alias it may take back as its number
             raise _erp_conflict(erp_number, holder)
     if not await repository.update_customer_unless_erp_number_taken(session, org_id, customer_id, new_values):
         # another request took the ERP number between the check and the write

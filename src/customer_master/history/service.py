@@ -64,6 +64,15 @@ def _flat(fields: dict[str, Any] | None) -> dict[str, Any]:
     return flat
 
 
+# Fields listed whole; the snapshot stores an empty list as null (migration 0009), shown as [].
+LIST_FIELDS = frozenset({"erp_aliases"})
+
+
+def _value(flat: dict[str, Any], field: str) -> Any:
+    value = flat.get(field)
+    return [] if value is None and field in LIST_FIELDS else value
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
@@ -75,9 +84,9 @@ def changes_between(before: dict[str, Any] | None, after: dict[str, Any] | None)
     old, new = _flat(before), _flat(after)
     fields = [*old, *(field for field in new if field not in old)]
     return {
-        field: {"from": old.get(field), "to": new.get(field)}
+        field: {"from": _value(old, field), "to": _value(new, field)}
         for field in fields
-        if _json(old.get(field)) != _json(new.get(field))
+        if _json(_value(old, field)) != _json(_value(new, field))
     }
 
 
