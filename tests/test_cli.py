@@ -232,6 +232,8 @@ COMMANDS = [
     ["import"],
     ["export"],
     ["detect"],
+    ["deliver"],
+    ["merge"],
 ]
 
 

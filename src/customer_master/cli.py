@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from customer_master.auth.models import Role
     from customer_master.auth.schemas import UserCreate
     from customer_master.detection.schemas import DetectResult
+    from customer_master.merge.schemas import MergeResult
 
 # `auth.models.Role`'s values, spelled out so that parsing the command line does not load SQLAlchemy (the
 # models' module); tests/test_cli.py checks that they are the same.
@@ -345,6 +346,41 @@ def detect(
     async def work(session: AsyncSession) -> DetectResult:
         org_id = await auth_service.org_id_by_slug(session, org)
         return await detection_service.detect_customer(session, org_id, request)
+
+    typer.echo(in_transaction(database_url(), work).model_dump_json(indent=2))
+
+
+@app.command()
+def merge(
+    org: Annotated[str, typer.Option(help="The org's slug")],
+    survivor: Annotated[str, typer.Option(help="The id of the customer that stays")],
+    merged: Annotated[list[str], typer.Argument(help="The ids of the customers merged into it, in order")],
+    pick: Annotated[
+        list[str] | None, typer.Option(help="FIELD=ID: take this field from that customer (repeatable)")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the result, write nothing")] = False,
+) -> None:
+    """Merge customers into a survivor (API.md §12); prints the result (as the API answers it) as JSON."""
+    from customer_master.auth import service as auth_service
+    from customer_master.history.context import Actor
+    from customer_master.merge import service as merge_service
+    from customer_master.merge.schemas import MergeRequest
+
+    picks = dict(item.partition("=")[::2] for item in pick or ())
+    if any(not field or not customer_id for field, customer_id in picks.items()):
+        fail("--pick takes FIELD=ID, e.g. --pick billing_address=<customer id>")
+    try:
+        request = MergeRequest.model_validate(
+            {"survivor_id": survivor, "merged_ids": merged, "pick": picks, "dry_run": dry_run}
+        )
+    except ValidationError as exc:
+        fail(_describe(exc))
+
+    async def work(session: AsyncSession) -> MergeResult:
+        org_id = await auth_service.org_id_by_slug(session, org)
+        return await merge_service.merge_customers(
+            session, org_id, request, actor=Actor.command("merge"), request_id=None
+        )
 
     typer.echo(in_transaction(database_url(), work).model_dump_json(indent=2))
 
