@@ -47,14 +47,16 @@ MAX_ANSWER_MATCHES = 50
 IntArray = npt.NDArray[np.int32]
 FloatArray = npt.NDArray[np.float32]
 
-# One statement, one snapshot: the version and every name key of the org, packed for numpy. A name whose
+# One statement, one snapshot: the version and every live customer's name key of the org (merged customers
+# are no candidates), packed for numpy. A name whose
 # trigrams are all printable comes as their bytes, three per trigram; the others (pg_trgm shows a
 # trigram of non-ASCII letters as `0x` and the hex of its three bytes) come as text.
 LOAD = """
 WITH named AS MATERIALIZED (
   SELECT id, trigrams, packed, octet_length(packed) = 3 * cardinality(trigrams) AS printable
     FROM (SELECT id, trigrams, convert_to(array_to_string(trigrams, ''), 'UTF8') AS packed
-            FROM (SELECT c.id, show_trgm(c.name_key) AS trigrams FROM customer c WHERE c.org_id = $1 OFFSET 0) AS k
+            FROM (SELECT c.id, show_trgm(c.name_key) AS trigrams FROM customer c
+                   WHERE c.org_id = $1 AND c.merged_into IS NULL OFFSET 0) AS k
           OFFSET 0) AS t)
 SELECT current_setting('server_encoding') AS encoding,
        coalesce((SELECT version FROM customer_name_version WHERE org_id = $1), 0) AS version,
@@ -67,13 +69,14 @@ SELECT current_setting('server_encoding') AS encoding,
   FROM named"""
 
 # The current version and, for each step after the copy's, the customers it changed with their current
-# trigrams (NULL when deleted) — at most $3 rows: more are not caught up on but loaded anew.
+# trigrams (NULL when deleted or merged away: a tombstone is no name; brought back by an undo, it is one
+# again) — at most $3 rows: more are not caught up on but loaded anew.
 CHANGES = """
 SELECT v.version, v.epoch, ch.version AS step, ch.customer_id, c.id IS NOT NULL AS present,
        show_trgm(c.name_key) AS trigrams
   FROM customer_name_version v
   LEFT JOIN customer_name_change ch ON ch.org_id = v.org_id AND ch.version > $2
-  LEFT JOIN customer c ON c.org_id = v.org_id AND c.id = ch.customer_id
+  LEFT JOIN customer c ON c.org_id = v.org_id AND c.id = ch.customer_id AND c.merged_into IS NULL
  WHERE v.org_id = $1
  LIMIT $3"""
 

@@ -8,7 +8,11 @@ One statement finds every signal of a request (`signal_query`):
 - S1/S2 read the contacts on the sender's domain (one index range, `ix_customer_contact_org_domain`):
   the exact address gives S1, any other address on the domain S2. On a public mail domain only the
   exact address is looked up (`idx_customer_contact_email`).
-- S4 looks the numbers up in the partial unique index on the ERP number.
+- S4 looks the numbers up in the partial unique index on the ERP number and in the ERP aliases of merges'
+  survivors (`customer_erp_alias`): an alias finds its survivor as its own number would.
+- Merged customers (tombstones, `merged_into` set) are never candidates: they have no contacts and no
+  ERP number, the name index leaves them out, and every join to `customer` here asks for live ones, so
+  a merge that commits between the name search and this statement cannot slip one in.
 - S5 compares each text with the org's name keys in memory (`name_index`: exact pg_trgm similarity,
   current to the request); the statement ranks each text's matches by similarity and name and keeps its
   5 most similar customers; of those, the 5 most similar overall get the signal.
@@ -69,10 +73,19 @@ def signal_query(org_id: OrgId, evidence: Evidence, name_hits: Sequence[NameHit]
     parts: list[str] = []
     also_kept: list[str] = []
     if evidence.numbers:
+        # By a customer's own number or an alias of it (a number may be neither); one signal per customer,
+        # the number found first.
+        numbers = p("numbers", evidence.numbers)
         ctes.append(f"""s4 AS (
-            SELECT c.id AS customer_id, c.erp_customer_number AS value
-              FROM customer c
-             WHERE c.org_id = {org} AND c.erp_customer_number = ANY ({p("numbers", evidence.numbers)}::text[]))""")
+            SELECT DISTINCT ON (found.customer_id) found.customer_id, found.value
+              FROM (SELECT c.id AS customer_id, c.erp_customer_number AS value
+                      FROM customer c
+                     WHERE c.org_id = {org} AND c.erp_customer_number = ANY ({numbers}::text[])
+                    UNION ALL
+                    SELECT a.customer_id, a.erp_customer_number
+                      FROM customer_erp_alias a
+                     WHERE a.org_id = {org} AND a.erp_customer_number = ANY ({numbers}::text[])) AS found
+             ORDER BY found.customer_id, array_position({numbers}::text[], found.value))""")
         parts.append("SELECT customer_id, 'S4_CUSTOMER_NUMBER', value, NULL::real FROM s4")
         also_kept.append("customer_id IN (SELECT customer_id FROM s4)")
     if name_hits:
@@ -84,7 +97,7 @@ def signal_query(org_id: OrgId, evidence: Evidence, name_hits: Sequence[NameHit]
                           {p("hit_ids", [h.match.customer_id for h in name_hits])}::uuid[],
                           {p("hit_sims", [h.match.similarity for h in name_hits])}::real[])
                    AS m(ord, line, customer_id, sim)
-              JOIN customer c ON c.org_id = {org} AND c.id = m.customer_id)""")
+              JOIN customer c ON c.org_id = {org} AND c.id = m.customer_id AND c.merged_into IS NULL)""")
         # Per compared text its 5 most similar customers (ties by name); each customer's best text.
         ctes.append(f"""name_hits AS (
             SELECT DISTINCT ON (customer_id) customer_id, line AS value, sim, sort_name
@@ -116,7 +129,7 @@ def signal_query(org_id: OrgId, evidence: Evidence, name_hits: Sequence[NameHit]
             SELECT h.customer_id, h.exact,
                    row_number() OVER (PARTITION BY h.exact ORDER BY lower(c.name), c.id) AS position
               FROM contact_hits h
-              JOIN customer c ON c.org_id = {org} AND c.id = h.customer_id)""")
+              JOIN customer c ON c.org_id = {org} AND c.id = h.customer_id AND c.merged_into IS NULL)""")
         keep = " OR ".join([f"position <= {p('max_candidates', scoring.MAX_CANDIDATES)}", *also_kept])
         parts.append(f"""SELECT customer_id, CASE WHEN exact THEN 'S1_EMAIL' ELSE 'S2_DOMAIN' END,
                    CASE WHEN exact THEN {email}::text ELSE {domain}::text END, NULL::real
@@ -125,7 +138,7 @@ def signal_query(org_id: OrgId, evidence: Evidence, name_hits: Sequence[NameHit]
         WITH {", ".join(ctes)}
         SELECT c.id, c.name, c.erp_customer_number, s.signal, s.value, s.sim
           FROM ({" UNION ALL ".join(parts)}) AS s (customer_id, signal, value, sim)
-          JOIN customer c ON c.org_id = {org} AND c.id = s.customer_id"""
+          JOIN customer c ON c.org_id = {org} AND c.id = s.customer_id AND c.merged_into IS NULL"""
     return sql, p.values
 
 

@@ -1,4 +1,4 @@
-"""The export of API.md §6: every customer of an org in the import format, streamed.
+"""The export of API.md §6: every customer of an org in the import format, streamed (merged ones not: §12).
 
 One row per contact (primary first, then by e-mail; a customer without contacts gets one row),
 customers by name (case-insensitive) then id, all import columns then `metadata_<key>` sorted by key.
@@ -22,9 +22,11 @@ from customer_master.imports.rows import COLUMNS, METADATA_PREFIX
 ROWS_PER_CHUNK = 500
 DELIMITER_NAMES = {",": ",", ";": ";", "\t": "\t", "comma": ",", "semicolon": ";", "tab": "\t"}
 
+# Live customers only: a merged customer (a tombstone, `merged_into` set) is not exported; its survivor is,
+# once, without its ERP aliases (the import format has no column for them).
 METADATA_KEYS = """
 SELECT DISTINCT key FROM customer c, jsonb_object_keys(c.metadata_json) AS key
- WHERE c.org_id = $1 AND jsonb_typeof(c.metadata_json) = 'object'
+ WHERE c.org_id = $1 AND c.merged_into IS NULL AND jsonb_typeof(c.metadata_json) = 'object'
 """
 ROWS = """
 SELECT c.name, c.erp_customer_number, c.default_currency, c.default_language,
@@ -32,7 +34,7 @@ SELECT c.name, c.erp_customer_number, c.default_currency, c.default_language,
        cc.email::text AS email, cc.name AS contact_name, cc.is_primary
   FROM customer c
   LEFT JOIN customer_contact cc ON cc.org_id = c.org_id AND cc.customer_id = c.id
- WHERE c.org_id = $1
+ WHERE c.org_id = $1 AND c.merged_into IS NULL
  ORDER BY lower(c.name), c.id, cc.is_primary DESC, cc.email
 """
 

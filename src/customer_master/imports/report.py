@@ -84,21 +84,31 @@ def _error_order(error: dict[str, Any]) -> tuple[int, int]:
 # --- warnings -------------------------------------------------------------------------------------
 
 
-def duplicate_erp_warnings(rows: list[asyncpg.Record]) -> list[ImportWarning]:
-    """One warning per ERP number whose rows (staged, in file order) hold different non-empty values for a field."""
-    rows_by_erp: dict[str, list[asyncpg.Record]] = {}
+def duplicate_erp_warnings(rows: list[asyncpg.Record], customer_of: dict[str, uuid.UUID]) -> list[ImportWarning]:
+    """One warning per ERP number whose rows (staged, in file order) hold different non-empty values for a field.
+
+    Rows of several numbers of one customer (`customer_of`: its number and an alias of it) are compared
+    together, and their warning names the numbers in file order.
+    """
+    rows_by_customer: dict[uuid.UUID, list[asyncpg.Record]] = {}
     for row in rows:
-        rows_by_erp.setdefault(row["erp_customer_number"], []).append(row)
+        rows_by_customer.setdefault(customer_of[row["erp_customer_number"]], []).append(row)
     warnings = []
-    for erp_number, rows_of_erp in rows_by_erp.items():
-        columns, involved = _disagreements(rows_of_erp)
+    for rows_of_customer in rows_by_customer.values():
+        columns, involved = _disagreements(rows_of_customer)
         if columns:
             listed = sorted(involved)
+            numbers = list(dict.fromkeys(row["erp_customer_number"] for row in rows_of_customer))
+            named = (
+                f"erp_customer_number {numbers[0]}"
+                if len(numbers) == 1
+                else f"erp_customer_numbers {', '.join(numbers)} (one customer)"
+            )
             warnings.append(
                 ImportWarning(
                     code="DUPLICATE_ERP_NUMBER",
                     rows=listed,
-                    warning=f"erp_customer_number {erp_number} on rows {_row_list(listed)} with different values"
+                    warning=f"{named} on rows {_row_list(listed)} with different values"
                     f" ({', '.join(columns)}): the last row wins",
                 )
             )

@@ -6,7 +6,9 @@
    staging before anything is applied.
 2. Take the org's import lock (`pg_advisory_xact_lock`): imports into one org run one at a time, the
    second waiting for the first; imports into different orgs run side by side.
-3. Group the rows by ERP number (the last non-empty cell wins per field), then a handful of set-based
+3. Group the rows by ERP number (the last non-empty cell wins per field), each group matched to the
+   customer of that number or of which it is an ERP alias (a merge's survivor; groups of several numbers
+   of one customer made one), then a handful of set-based
    statements (`upsert_sql.py`): insert new customers, update matched ones only where a value
    `IS DISTINCT FROM` the stored one (so an unchanged customer is not written and keeps `updated_at`),
    un-mark replaced primary contacts, update and insert contacts.
@@ -120,12 +122,18 @@ async def _apply(conn: asyncpg.Connection, org_id: OrgId) -> Applied:
     await upsert_sql.group_rows_into_customers(conn, org_id)
     errors, failed_rows = await _drop_incomplete_new_customers(conn)
     await upsert_sql.analyze_customer_groups(conn)
-    new, matched = await upsert_sql.count_new_and_matched_customers(conn)
+    new, matched, by_alias = await upsert_sql.count_new_and_matched_customers(conn)
+    adopted = 0
     if new:
         if await upsert_sql.insert_new_customers(conn, org_id) < new:
-            matched += await upsert_sql.adopt_customers_created_meanwhile(conn, org_id)
+            adopted = await upsert_sql.adopt_customers_created_meanwhile(conn, org_id)
+            matched += adopted
         # Before the contacts' foreign-key checks, one lookup by (org_id, id) for each contact written.
         await refresh_stale_statistics(conn, org_id, "customer")
+    if by_alias or adopted:
+        # Only then can two groups match one customer (its number and an alias of it, or a number adopted
+        # from a customer that was renumbered meanwhile).
+        await upsert_sql.unite_groups_of_one_customer(conn)
     await upsert_sql.create_touched(conn)
     if matched:
         # Whatever the planner believes about `customer` (its statistics may predate a large import, or
@@ -203,8 +211,9 @@ def _missing_errors(row: int, columns: list[str]) -> list[dict[str, Any]]:
 
 
 async def _duplicate_warnings(conn: asyncpg.Connection, multi_primary: set[uuid.UUID]) -> list[ImportWarning]:
-    """One warning per ERP number whose rows hold different non-empty values for a field."""
+    """One warning per ERP number (per customer, for several numbers of one) whose rows hold different
+    non-empty values for a field."""
     suspects = await upsert_sql.erp_numbers_that_may_disagree(conn, multi_primary)
     if not suspects:
         return []
-    return duplicate_erp_warnings(await upsert_sql.staged_rows_of_erp_numbers(conn, suspects))
+    return duplicate_erp_warnings(await upsert_sql.staged_rows_of_erp_numbers(conn, list(suspects)), suspects)

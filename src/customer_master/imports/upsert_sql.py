@@ -4,7 +4,12 @@ Each statement is one constant named for what it does, with the function that se
 org is passed explicitly to every statement that reads or writes the org's rows. The work tables are
 temporary (`ON COMMIT DROP`), each created by its own statement where it is first needed:
 
-- `cm_import_customer`: one row per customer-to-be (the staged rows of an ERP number grouped);
+- `cm_import_customer`: one row per customer-to-be (the staged rows of an ERP number grouped). A group is
+  matched to the live customer that carries its ERP number, or that has it among its `erp_aliases` (a
+  merge's survivor: API.md §12). When several groups match one customer (its own number and an alias, or
+  two aliases, in one file), `unite_groups_of_one_customer` makes the first of them (by row) hold the
+  fields of all their rows, and leaves the others without fields and with `row_count` 0: they still tie
+  their rows' contacts to the customer, but neither write nor count it;
 - `cm_import_touched`: what the import changed (a customer's fields, a contact, a new contact), for the
   counts of the report;
 - `cm_import_contact`: one row per (customer, e-mail).
@@ -67,13 +72,24 @@ async def lock_org_imports(conn: asyncpg.Connection, org_id: OrgId) -> None:
     await conn.execute(LOCK_ORG_IMPORTS, IMPORT_LOCK_CLASS, str(org_id))
 
 
+WAIT_FOR_ORG_IMPORTS = "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))"
+
+
+async def wait_for_org_imports(conn: asyncpg.Connection, org_id: OrgId) -> None:
+    """The same key, shared, until the caller's commit: waits for a running import into the org and keeps
+    the next one waiting, while other holders of the shared lock run side by side (merges: an import never
+    sees a merge half done, nor a merge an import)."""
+    await conn.execute(WAIT_FOR_ORG_IMPORTS, IMPORT_LOCK_CLASS, str(org_id))
+
+
 # --- customers to be: the staged rows grouped by ERP number ---------------------------------------
 
 CREATE_CUSTOMER_GROUPS = (
     "CREATE TEMPORARY TABLE cm_import_customer ("
     " erp_customer_number text, first_row integer, row_count integer,"
     + "".join(f" {column} text," for column in MERGED_COLUMNS)
-    + " metadata jsonb, maybe_disagrees boolean, customer_id uuid, existed boolean) ON COMMIT DROP"
+    + " metadata jsonb, maybe_disagrees boolean, customer_id uuid, existed boolean, by_alias boolean)"
+    " ON COMMIT DROP"
 )
 
 
@@ -98,14 +114,22 @@ WITH groups AS (
   SELECT NULL, row_no, 1, {_GROUP_COLUMNS}, metadata, false
     FROM cm_import_row WHERE erp_customer_number IS NULL
 )
-SELECT g.*, coalesce(c.id, gen_random_uuid()), c.id IS NOT NULL
+SELECT g.*, coalesce(c.id, a.customer_id, gen_random_uuid()), c.id IS NOT NULL OR a.customer_id IS NOT NULL,
+       a.customer_id IS NOT NULL
   FROM groups g
   LEFT JOIN customer c ON c.org_id = $1 AND c.erp_customer_number = g.erp_customer_number COLLATE "C"
+  -- A number is never both a customer's and an alias (0009's triggers). Tombstones have no number, and an
+  -- alias of one (a merge keeps none there) is not matched either.
+  LEFT JOIN (SELECT a.erp_customer_number, a.customer_id
+               FROM customer_erp_alias a
+               JOIN customer s ON s.org_id = a.org_id AND s.id = a.customer_id AND s.merged_into IS NULL
+              WHERE a.org_id = $1) a ON a.erp_customer_number = g.erp_customer_number COLLATE "C"
 """
 
 
 async def group_rows_into_customers(conn: asyncpg.Connection, org_id: OrgId) -> None:
-    """Fill `cm_import_customer`, each group matched to the org's customer of its ERP number if there is one."""
+    """Fill `cm_import_customer`, each group matched to the org's customer of its ERP number, or of which it is
+    an ERP alias, if there is one."""
     await conn.execute(GROUP_ROWS_INTO_CUSTOMERS, org_id)
 
 
@@ -161,14 +185,15 @@ async def analyze_customer_groups(conn: asyncpg.Connection) -> None:
 
 
 COUNT_NEW_AND_MATCHED_CUSTOMERS = (
-    "SELECT count(*) FILTER (WHERE NOT existed), count(*) FILTER (WHERE existed) FROM cm_import_customer"
+    "SELECT count(*) FILTER (WHERE NOT existed), count(*) FILTER (WHERE existed), count(*) FILTER (WHERE by_alias)"
+    " FROM cm_import_customer"
 )
 
 
-async def count_new_and_matched_customers(conn: asyncpg.Connection) -> tuple[int, int]:
-    """How many customers-to-be are new, and how many match a stored customer."""
-    new, matched = await conn.fetchrow(COUNT_NEW_AND_MATCHED_CUSTOMERS)
-    return new, matched
+async def count_new_and_matched_customers(conn: asyncpg.Connection) -> tuple[int, int, int]:
+    """How many customers-to-be are new, how many match a stored customer, and how many of those by an alias."""
+    new, matched, by_alias = await conn.fetchrow(COUNT_NEW_AND_MATCHED_CUSTOMERS)
+    return new, matched, by_alias
 
 
 # --- new customers --------------------------------------------------------------------------------
@@ -211,6 +236,47 @@ async def adopt_customers_created_meanwhile(conn: asyncpg.Connection, org_id: Or
     """How many "new" customers-to-be now match a stored customer instead."""
     adopted: int = await conn.fetchval(ADOPT_CUSTOMERS_CREATED_MEANWHILE, org_id)
     return adopted
+
+
+# --- several groups, one customer -----------------------------------------------------------------
+
+_UNITED_FIELDS = ", ".join(
+    f"{column} = CASE WHEN g.first_row = u.first_row THEN u.{column} END" for column in (*MERGED_COLUMNS, "metadata")
+)
+# A customer matched by several groups (its ERP number and an alias of it, or two aliases): the first group
+# (by row) takes the fields of all their rows, the last non-empty cell winning in row order as within one
+# group; the others keep nothing to write (so no `UPDATE … FROM` row of theirs differs from the stored
+# customer) and no rows to count. All are checked for disagreeing rows.
+UNITE_GROUPS_OF_ONE_CUSTOMER = f"""
+WITH shared AS (
+  SELECT customer_id, min(first_row) AS first_row
+    FROM cm_import_customer WHERE existed GROUP BY customer_id HAVING count(*) > 1
+),
+united AS (
+  SELECT s.customer_id, s.first_row, count(*)::integer AS row_count,
+         {", ".join(_last_non_empty("r." + column, "r.row_no") + f" AS {column}" for column in MERGED_COLUMNS)},
+         cm_jsonb_merge(r.metadata ORDER BY r.row_no) AS metadata
+    FROM shared s
+    JOIN cm_import_customer g ON g.customer_id = s.customer_id
+    JOIN cm_import_row r ON r.erp_customer_number = g.erp_customer_number
+   GROUP BY s.customer_id, s.first_row
+),
+changed AS (
+  UPDATE cm_import_customer g
+     SET {_UNITED_FIELDS}, row_count = CASE WHEN g.first_row = u.first_row THEN u.row_count ELSE 0 END,
+         maybe_disagrees = true
+    FROM united u
+   WHERE g.customer_id = u.customer_id
+  RETURNING 1
+)
+SELECT count(*) FROM changed
+"""
+
+
+async def unite_groups_of_one_customer(conn: asyncpg.Connection) -> int:
+    """Several groups that match one customer made one customer-to-be; how many groups were involved."""
+    united: int = await conn.fetchval(UNITE_GROUPS_OF_ONE_CUSTOMER)
+    return united
 
 
 # --- what the import changed ----------------------------------------------------------------------
@@ -267,7 +333,7 @@ UPDATE_MATCHED_CUSTOMERS = f"""
 WITH changed AS (
   UPDATE customer c SET {", ".join(f"{column} = {merge}" for column, merge in _CUSTOMER_MERGE.items())}
     FROM cm_import_customer g
-   WHERE g.existed AND c.org_id = $1 AND c.id = g.customer_id
+   WHERE g.existed AND c.org_id = $1 AND c.id = g.customer_id AND c.merged_into IS NULL
      AND {_differs_from_stored()}
   RETURNING c.id
 )
@@ -416,6 +482,7 @@ async def analyze_touched(conn: asyncpg.Connection) -> None:
     await conn.execute(ANALYZE_TOUCHED)
 
 
+# A group united into another one's customer (`row_count` 0) is not a customer of its own.
 COUNT_CUSTOMERS_BY_OUTCOME = """
 WITH touched AS (SELECT DISTINCT customer_id FROM cm_import_touched),
 outcome AS (
@@ -424,7 +491,8 @@ outcome AS (
            AS outcome
     FROM cm_import_customer g LEFT JOIN touched t ON t.customer_id = g.customer_id
 )
-SELECT outcome, count(*)::integer AS customers, sum(row_count)::integer AS rows FROM outcome GROUP BY outcome
+SELECT outcome, count(*) FILTER (WHERE row_count > 0)::integer AS customers, sum(row_count)::integer AS rows
+  FROM outcome GROUP BY outcome
 """
 
 
@@ -446,18 +514,24 @@ async def count_contact_changes(conn: asyncpg.Connection) -> asyncpg.Record:
     return counts
 
 
-# ERP numbers whose rows may hold different non-empty values for a field (the report's warnings).
-ERP_NUMBERS_THAT_MAY_DISAGREE = """SELECT g.erp_customer_number FROM cm_import_customer g
+# ERP numbers whose rows may hold different non-empty values for a field (the report's warnings), with the
+# customer of each (several numbers of one customer are compared together).
+ERP_NUMBERS_THAT_MAY_DISAGREE = """SELECT g.erp_customer_number, g.customer_id FROM cm_import_customer g
             WHERE g.erp_customer_number IS NOT NULL
               AND (g.maybe_disagrees OR g.customer_id = ANY($1::uuid[])
                    OR EXISTS (SELECT 1 FROM cm_import_contact ic
                                WHERE ic.customer_id = g.customer_id AND ic.maybe_disagrees))"""
 
 
-async def erp_numbers_that_may_disagree(conn: asyncpg.Connection, multi_primary: set[uuid.UUID]) -> list[str]:
-    """ERP numbers to check for disagreeing rows: their group or a contact of it is flagged, or the file marked
-    several primary contacts for their customer (`multi_primary`)."""
-    return [row["erp_customer_number"] for row in await conn.fetch(ERP_NUMBERS_THAT_MAY_DISAGREE, list(multi_primary))]
+async def erp_numbers_that_may_disagree(
+    conn: asyncpg.Connection, multi_primary: set[uuid.UUID]
+) -> dict[str, uuid.UUID]:
+    """ERP numbers to check for disagreeing rows, each with its customer-to-be: their group or a contact of it
+    is flagged, or the file marked several primary contacts for their customer (`multi_primary`)."""
+    return {
+        row["erp_customer_number"]: row["customer_id"]
+        for row in await conn.fetch(ERP_NUMBERS_THAT_MAY_DISAGREE, list(multi_primary))
+    }
 
 
 STAGED_ROWS_OF_ERP_NUMBERS = "SELECT * FROM cm_import_row WHERE erp_customer_number = ANY($1::text[]) ORDER BY row_no"
