@@ -382,3 +382,43 @@ def test_merging_fifty_customers_with_their_contacts(client: httpx.Client, org: 
     assert len(customer["contacts"]) == 51
     assert [c["email"] for c in customer["contacts"] if c["is_primary"]] == ["filiale0@gross.de"]
     assert next(c for c in customer["contacts"] if c["email"] == "zentrale@gross.de")["name"] == "Zentrale 0"
+
+
+def test_a_merge_racing_an_import_of_the_merged_number_never_leaves_the_number_twice(
+    client: httpx.Client, org: OrgContext, server: Any, db: Db
+) -> None:
+    for round_ in range(4):
+        number = f"RACE-{round_}"
+        survivor = create_customer(client, org, name=f"Ziel {round_}", erp_customer_number=f"ZIEL-{round_}")
+        merged = create_customer(client, org, name=f"Quelle {round_}", erp_customer_number=number)
+        csv = f"name,erp_customer_number,default_currency,default_language\nImportiert {round_},{number},EUR,de\n"
+
+        body = {"survivor_id": survivor["id"], "merged_ids": [merged["id"]]}
+
+        def call(http: httpx.Client, index: int, csv: str = csv, body: dict[str, Any] = body) -> httpx.Response:
+            if index == 0:
+                return http.post("/api/v1/customers/merge", json=body, headers=org.headers())
+            files = {"file": ("race.csv", csv.encode(), "text/csv")}
+            return http.post("/api/v1/imports/customers", files=files, headers=org.headers())
+
+        merge_response, import_response = run_together(server.base_url, 2, call)
+
+        assert merge_response.status_code == 200, merge_response.text
+        assert import_response.status_code == 200, import_response.text
+        report = import_response.json()
+        assert report["failed"] == 0
+        assert report["imported"] == 0  # the number is the merged customer's, or (merge first) the survivor's alias
+        assert report["updated"] == 1
+        holders = db.fetch(
+            "SELECT id FROM customer WHERE org_id = :org AND erp_customer_number = :n", org=org.id, n=number
+        )
+        assert holders == []
+        alias = db.fetch(
+            "SELECT customer_id FROM customer_erp_alias WHERE org_id = :org AND erp_customer_number = :n",
+            org=org.id,
+            n=number,
+        )
+        assert [row[0] for row in alias] == [uuid.UUID(survivor["id"])]
+        names = {document(client, org, survivor["id"])["name"]}
+        # the import's name landed on the merged customer (before the merge) or on the survivor (after it)
+        assert names <= {f"Ziel {round_}", f"Importiert {round_}"}
