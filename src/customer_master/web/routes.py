@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from customer_master.auth import service as auth_service
 from customer_master.deps import DatabaseDep
 from customer_master.errors import AuthRequired, Forbidden, NotFound, RateLimited
-from customer_master.web import admin, customers, detection, imports, webhooks
+from customer_master.web import admin, customers, detection, imports, merge, webhooks
 from customer_master.web.core import (
     SESSION_COOKIE,
     STATIC_DIR,
@@ -105,6 +105,8 @@ async def choose_language(request: Request) -> Response:
     return response
 
 
+# merge first: its `/customers/{id}` (a UUID only) shows a merged-away customer's note, else the customer page.
+router.include_router(merge.router)
 router.include_router(customers.router)
 router.include_router(detection.router)
 router.include_router(imports.router)
