@@ -10,7 +10,7 @@ number that a merge is turning into an alias.
 import json
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,17 +22,10 @@ from customer_master.errors import Conflict, NotFound, ValidationFailed
 from customer_master.history.context import Actor, record_changes_as
 from customer_master.imports.upsert_sql import wait_for_org_imports
 from customer_master.merge import repository
-from customer_master.merge.schemas import MergeRequest, MergeResult, UndoResult
+from customer_master.merge.schemas import MergeRequest, MergeResult, PickField, UndoResult
 
 # The fields a merge takes whole from one customer; `metadata` is merged key by key.
-WHOLE_FIELDS = (
-    "name",
-    "erp_customer_number",
-    "default_currency",
-    "default_language",
-    "billing_address",
-    "shipping_address",
-)
+WHOLE_FIELDS = tuple(name for name in get_args(PickField) if name != "metadata")
 
 
 def _fields(row: asyncpg.Record) -> dict[str, Any]:
