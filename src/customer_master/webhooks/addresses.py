@@ -95,22 +95,35 @@ def _embedded_ipv4(address: IpAddress) -> list[ipaddress.IPv4Address]:
     return [ipv4 for ipv4 in embedded if ipv4 is not None]
 
 
+def _literal(host: str) -> list[IpAddress]:
+    """The address a host in an address's standard spelling (`203.0.113.7`, `2001:db8::1`) is, without a lookup:
+    the C library would answer the same, but in a thread of its own, which costs more than the attempt's own
+    work on a busy machine. Every other spelling, and every name, is looked up."""
+    if "%" in host:
+        return []
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        return []
+
+
 async def resolve(target: Target, allow_loopback: bool) -> list[IpAddress]:
     """Every address of the target's host, each one allowed; else `UnsafeUrl` (`Unresolved`: no address)."""
     if target.scheme != "https" and not allow_loopback:
         raise UnsafeUrl(HTTPS_ONLY)
-    loop = asyncio.get_running_loop()
-    try:
-        infos = await asyncio.wait_for(
-            loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT_S
-        )
-    except (OSError, TimeoutError, UnicodeError) as exc:
-        raise Unresolved(f"host {target.host} does not resolve: {exc}") from None
-    addresses: list[IpAddress] = []
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if address not in addresses:
-            addresses.append(address)
+    addresses = _literal(target.host)
+    if not addresses:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await asyncio.wait_for(
+                loop.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT_S
+            )
+        except (OSError, TimeoutError, UnicodeError) as exc:
+            raise Unresolved(f"host {target.host} does not resolve: {exc}") from None
+        for info in infos:
+            address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+            if address not in addresses:
+                addresses.append(address)
     if not addresses:
         raise Unresolved(f"host {target.host} does not resolve")
     for address in addresses:

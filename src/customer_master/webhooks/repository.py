@@ -6,6 +6,7 @@ wins); times are the database's, so that every process judges "due" by one clock
 """
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
@@ -92,19 +93,35 @@ CLAIM_LOCK_CLASS = 47_110_011
 TRY_CLAIM = "SELECT pg_try_advisory_lock($1, hashtext($2::text))"
 RELEASE_CLAIM = "SELECT pg_advisory_unlock($1, hashtext($2::text))"
 
-FOR_DELIVERY = """
-SELECT org_id, id, url, types, status, cursor, revision, attempts, secret,
-       CASE WHEN previous_secret_expires_at > now() THEN previous_secret END AS previous_secret,
-       greatest(extract(epoch FROM next_attempt_at - clock_timestamp()), 0)::float8 AS wait_s
-  FROM webhook_endpoint
- WHERE org_id = $1 AND id = $2
+# What the worker needs of an endpoint to send its next event (also the answer of `RECORD_DELIVERED`).
+DELIVERY_COLUMNS = """
+org_id, id, url, types, status, cursor, revision, attempts, secret,
+CASE WHEN previous_secret_expires_at > now() THEN previous_secret END AS previous_secret,
+greatest(extract(epoch FROM next_attempt_at - clock_timestamp()), 0)::float8 AS wait_s
 """
 
-# Only while the endpoint exists: a deleted endpoint's attempt in flight leaves no trace.
-RECORD_ATTEMPT = """
-INSERT INTO webhook_delivery (org_id, endpoint_id, event_id, sequence, attempt, status_code, error, duration_ms)
-SELECT $1, $2, $3, $4, $5, $6, $7, $8
- WHERE EXISTS (SELECT 1 FROM webhook_endpoint WHERE org_id = $1 AND id = $2)
+FOR_DELIVERY = f"SELECT {DELIVERY_COLUMNS} FROM webhook_endpoint WHERE org_id = $1 AND id = $2"
+
+# The attempt's record, only while the endpoint exists: a deleted endpoint's attempt in flight leaves no
+# trace. $1–$8: org, endpoint, event id, sequence, attempt, status code, error, duration.
+_RECORD = """
+recorded AS (
+  INSERT INTO webhook_delivery (org_id, endpoint_id, event_id, sequence, attempt, status_code, error, duration_ms)
+  SELECT $1, $2, $3, $4, $5, $6, $7, $8
+   WHERE EXISTS (SELECT 1 FROM webhook_endpoint WHERE org_id = $1 AND id = $2))
+"""
+
+# A 2xx: the attempt's record and the cursor moved past the event (`$4`), in one statement (one round trip,
+# one commit) — where the cursor and revision are still what the worker read ($9, $10). Answers the
+# endpoint as it is now (the next event's URL, secrets, status), no row when something came between.
+RECORD_DELIVERED = f"""
+WITH {_RECORD},
+moved AS (
+  UPDATE webhook_endpoint
+     SET cursor = $4, attempts = 0, failing_since = NULL, next_attempt_at = NULL
+   WHERE org_id = $1 AND id = $2 AND cursor = $9 AND revision = $10
+  RETURNING {DELIVERY_COLUMNS})
+SELECT * FROM moved
 """
 
 MOVE_CURSOR = """
@@ -113,17 +130,22 @@ UPDATE webhook_endpoint
  WHERE org_id = $1 AND id = $2 AND cursor = $3 AND revision = $4
 """
 
-# $5: the pause before the next attempt; $6: the give-up time, counted from the event's first failure.
-RECORD_FAILURE = """
-UPDATE webhook_endpoint
-   SET attempts = attempts + 1,
-       failing_since = coalesce(failing_since, clock_timestamp()),
-       status = CASE WHEN status = 'ACTIVE'
-                      AND clock_timestamp() - coalesce(failing_since, clock_timestamp()) >= make_interval(secs => $6)
-                     THEN 'FAILING' ELSE status END,
-       next_attempt_at = clock_timestamp() + make_interval(secs => $5)
- WHERE org_id = $1 AND id = $2 AND cursor = $3 AND revision = $4
-RETURNING status
+# Anything else: the attempt's record and the next attempt scheduled, in one statement. $11: the pause
+# before the next attempt; $12: the give-up time, counted from the event's first failure. Answers the
+# endpoint's status, no row when something came between.
+RECORD_FAILURE = f"""
+WITH {_RECORD},
+failed AS (
+  UPDATE webhook_endpoint
+     SET attempts = attempts + 1,
+         failing_since = coalesce(failing_since, clock_timestamp()),
+         status = CASE WHEN status = 'ACTIVE'
+                        AND clock_timestamp() - coalesce(failing_since, clock_timestamp()) >= make_interval(secs => $12)
+                       THEN 'FAILING' ELSE status END,
+         next_attempt_at = clock_timestamp() + make_interval(secs => $11)
+   WHERE org_id = $1 AND id = $2 AND cursor = $9 AND revision = $10
+  RETURNING status)
+SELECT status FROM failed
 """
 
 # (endpoint, event) pairs not yet delivered to active endpoints, every org: the `types` rule of the feed.
@@ -243,21 +265,32 @@ async def endpoint_for_delivery(
     return row
 
 
-async def record_attempt(
-    conn: asyncpg.Connection,
-    org_id: OrgId,
-    endpoint_id: uuid.UUID,
-    *,
-    event_id: uuid.UUID,
-    sequence: int,
-    attempt: int,
-    status_code: int | None,
-    error: str | None,
-    duration_ms: int,
-) -> None:
-    await conn.execute(
-        RECORD_ATTEMPT, org_id, endpoint_id, event_id, sequence, attempt, status_code, error, duration_ms
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt to send an event, as the deliveries log keeps it."""
+
+    event_id: uuid.UUID
+    sequence: int
+    attempt: int
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+    def arguments(self, org_id: OrgId, endpoint_id: uuid.UUID) -> tuple[object, ...]:
+        return (org_id, endpoint_id, self.event_id, self.sequence, self.attempt, self.status_code, self.error,
+                self.duration_ms)  # fmt: skip
+
+
+async def record_delivered(
+    conn: asyncpg.Connection, org_id: OrgId, endpoint_id: uuid.UUID, attempt: Attempt, *, read: tuple[int, int]
+) -> asyncpg.Record | None:
+    """Record a 2xx and move the cursor past its event where (cursor, revision) is still `read`: the endpoint
+    as it is now (`FOR_DELIVERY`'s columns), None when something came between (the attempt is recorded)."""
+    cursor, revision = read
+    row: asyncpg.Record | None = await conn.fetchrow(
+        RECORD_DELIVERED, *attempt.arguments(org_id, endpoint_id), cursor, revision
     )
+    return row
 
 
 async def move_cursor(
@@ -273,15 +306,17 @@ async def record_failure(
     conn: asyncpg.Connection,
     org_id: OrgId,
     endpoint_id: uuid.UUID,
+    attempt: Attempt,
     *,
     read: tuple[int, int],
     pause_s: float,
     give_up_s: float,
 ) -> str | None:
-    """Schedule the next attempt (or give up: FAILING); the endpoint's status, None when something came between."""
+    """Record a failed attempt and schedule the next one (or give up: FAILING); the endpoint's status, None when
+    something came between (the attempt is recorded)."""
     cursor, revision = read
     status: str | None = await conn.fetchval(
-        RECORD_FAILURE, org_id, endpoint_id, cursor, revision, float(pause_s), float(give_up_s)
+        RECORD_FAILURE, *attempt.arguments(org_id, endpoint_id), cursor, revision, float(pause_s), float(give_up_s)
     )
     return status
 
