@@ -5,6 +5,8 @@ nothing (reads, and calls that are refused) share orgs made once per module and 
 they stayed unchanged; a call that may change data gets an org of its own.
 """
 
+import json
+import re
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -40,12 +42,17 @@ class Endpoint:
     path: str  # as in API.md: {id} and {contact_id} are filled from the test's objects
     allowed: frozenset[Role]
     status: int  # on success
-    body: Callable[[], Any] | None = None
+    body: Callable[[], Any] | None = None  # its strings' {id}, {other_id}, … are filled like the path
     files: dict[str, tuple[str, bytes, str]] | None = None
 
     @property
     def label(self) -> str:
         return f"{self.method} {self.path}"
+
+    @property
+    def takes_ids(self) -> bool:
+        body = json.dumps(self.body() if self.body else None)
+        return re.search(r"\{[a-z_]+\}", self.path + body) is not None
 
     def may_change_data(self, role: Role) -> bool:
         """Whether the call, made with `role`, may change the org's rows when it works as intended."""
@@ -91,6 +98,10 @@ ENDPOINTS = [
     Endpoint("POST", "/api/v1/webhooks/{webhook_id}/rotate-secret", ADMIN, 200),
     Endpoint("GET", "/api/v1/webhooks/{webhook_id}/deliveries", ADMIN, 200),
     Endpoint("POST", "/api/v1/webhooks/{webhook_id}/replay", ADMIN, 202, lambda: {"after": "0"}),
+    Endpoint(
+        "POST", "/api/v1/customers/merge", WRITERS, 200, lambda: {"survivor_id": "{id}", "merged_ids": ["{other_id}"]}
+    ),
+    Endpoint("POST", "/api/v1/merges/{merge_id}/undo", WRITERS, 200),
 ]
 # In API.md the users', tokens' and webhooks' path parameter is `id` too; here they get their own names to fill
 # them in.
@@ -120,6 +131,15 @@ class Objects:
     def fill(self, path: str) -> str:
         return path.format(**self.ids)
 
+    def fill_body(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.fill(value)
+        if isinstance(value, list):
+            return [self.fill_body(item) for item in value]
+        if isinstance(value, dict):
+            return {key: self.fill_body(item) for key, item in value.items()}
+        return value
+
 
 def make_objects(client: httpx.Client, org: OrgContext, erp: str = "4711") -> Objects:
     customer = create_customer(
@@ -128,6 +148,14 @@ def make_objects(client: httpx.Client, org: OrgContext, erp: str = "4711") -> Ob
         erp_customer_number=erp,
         contacts=[{"email": "einkauf@muster.de", "name": "Max", "is_primary": True}],
     )
+    other = create_customer(client, org, name="Muster AG", erp_customer_number=None)
+    merged = create_customer(client, org, name="Muster KG", erp_customer_number=None)
+    merge = client.post(
+        "/api/v1/customers/merge",
+        json={"survivor_id": customer["id"], "merged_ids": [merged["id"]]},
+        headers=org.headers(),
+    )
+    assert merge.status_code == 200, merge.text
     user = add_user(client, org, role="OPS")
     token = client.post("/api/v1/api-tokens", json={"name": "victim", "role": "VIEWER"}, headers=org.headers())
     assert token.status_code == 201
@@ -140,6 +168,8 @@ def make_objects(client: httpx.Client, org: OrgContext, erp: str = "4711") -> Ob
             "user_id": user["id"],
             "token_id": token.json()["id"],
             "webhook_id": webhook.json()["id"],
+            "other_id": other["id"],
+            "merge_id": merge.json()["merge_id"],
         }
     )
 
@@ -173,14 +203,18 @@ def shared_other(db: Db, module_client: httpx.Client) -> OrgWithObjects:
     return org_with_objects(db, module_client)
 
 
-def call(client: httpx.Client, endpoint: Endpoint, path: str, headers: dict[str, str]) -> httpx.Response:
-    body = endpoint.body() if endpoint.body else None
-    return client.request(endpoint.method, path, json=body, files=endpoint.files, headers=headers)
+def call(
+    client: httpx.Client, endpoint: Endpoint, objects: Objects, headers: dict[str, str], path: str | None = None
+) -> httpx.Response:
+    """The endpoint on `objects` (its path, or `path`, and its body filled from them)."""
+    body = objects.fill_body(endpoint.body()) if endpoint.body else None
+    url = path if path is not None else objects.fill(endpoint.path)
+    return client.request(endpoint.method, url, json=body, files=endpoint.files, headers=headers)
 
 
 def snapshot(db: Db, org_id: Any) -> dict[str, list[Any]]:
     """Every row an org owns (API token use times aside, which reading may move)."""
-    tables = ["org", "customer", "customer_contact", "app_user", "api_token", "webhook_endpoint"]
+    tables = ["org", "customer", "customer_contact", "app_user", "api_token", "webhook_endpoint", "customer_merge"]
     rows: dict[str, list[Any]] = {}
     for table in tables:
         column = "id" if table == "org" else "org_id"
@@ -218,7 +252,7 @@ def test_role_matrix(
     org, objects = mine.org, mine.objects
     before = snapshot(db, org.id)
 
-    response = call(client, endpoint, objects.fill(endpoint.path), org.headers(role))
+    response = call(client, endpoint, objects, org.headers(role))
 
     if role in endpoint.allowed:
         assert response.status_code == endpoint.status, response.text
@@ -235,7 +269,7 @@ def test_no_token_is_401_everywhere(
     assert (endpoint.method, openapi_path(endpoint)) in served_operations, f"{endpoint.label} is not served"
     before = snapshot(db, shared.org.id)
 
-    assert_error(call(client, endpoint, shared.objects.fill(endpoint.path), {}), 401, "AUTH_REQUIRED")
+    assert_error(call(client, endpoint, shared.objects, {}), 401, "AUTH_REQUIRED")
     assert snapshot(db, shared.org.id) == before
 
 
@@ -257,7 +291,7 @@ def test_login_tokens_follow_the_same_matrix(client: httpx.Client, org: OrgConte
 
 # --- isolation --------------------------------------------------------------------------------
 
-ID_TAKING = [endpoint for endpoint in ENDPOINTS if "{" in endpoint.path]
+ID_TAKING = [endpoint for endpoint in ENDPOINTS if endpoint.takes_ids]
 
 
 @pytest.mark.parametrize("endpoint", ID_TAKING, ids=lambda endpoint: endpoint.label)
@@ -275,7 +309,7 @@ def test_another_orgs_ids_are_not_found(
     before = snapshot(db, org.id), snapshot(db, other_org.id)
 
     for role in Role:
-        response = call(client, endpoint, theirs.fill(endpoint.path), org.headers(role))
+        response = call(client, endpoint, theirs, org.headers(role))
 
         if role in endpoint.allowed:
             assert_error(response, 404, "NOT_FOUND")
@@ -299,7 +333,7 @@ def test_a_contact_is_found_only_under_its_own_customer(
     their_customer = endpoint.path.format(id=theirs.ids["id"], contact_id=mine.ids["contact_id"])
 
     for path in (wrong_customer, their_contact, their_customer):
-        assert_error(call(client, endpoint, path, org.headers()), 404, "NOT_FOUND")
+        assert_error(call(client, endpoint, mine, org.headers(), path), 404, "NOT_FOUND")
     assert (snapshot(db, org.id), snapshot(db, other_org.id)) == before
 
 
