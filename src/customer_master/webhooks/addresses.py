@@ -13,6 +13,7 @@ allowed too, with `http` as well as `https` — and nothing else that is not glo
 """
 
 import asyncio
+import functools
 import ipaddress
 import socket
 from dataclasses import dataclass
@@ -53,8 +54,12 @@ class Target:
         return httpx.URL(scheme=self.scheme, host=str(address), port=self.port, raw_path=self.path.encode("ascii"))
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_url(url: str) -> Target:
-    """`http(s)://host[:port]/path?query`; else `UnsafeUrl` (the scheme rule depends on the addresses)."""
+    """`http(s)://host[:port]/path?query`; else `UnsafeUrl` (the scheme rule depends on the addresses).
+
+    Remembered per URL (taking one apart costs more than the rest of an attempt's own work; what it leads to
+    is still resolved and checked every time)."""
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError) as exc:
