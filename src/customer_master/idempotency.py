@@ -18,6 +18,11 @@ from customer_master import idempotency_repository as repository
 from customer_master.auth.tenancy import OrgId
 from customer_master.errors import Conflict, ValidationFailed
 
+# API.md §1: a key has 1..255 characters (the header's declaration in the OpenAPI document says the same).
+KEY_MIN_LENGTH = 1
+KEY_MAX_LENGTH = 255
+KEY_LENGTH_REASON = f"must be {KEY_MIN_LENGTH} to {KEY_MAX_LENGTH} characters"
+
 
 async def run_idempotent(
     session: AsyncSession,
@@ -30,8 +35,8 @@ async def run_idempotent(
     """Run `create` (which returns the JSON body) once per key; replay its response afterwards."""
     if key is None:
         return Response(await create(), status_code=status_code, media_type="application/json")
-    if not 1 <= len(key) <= 255:
-        raise ValidationFailed.one("Idempotency-Key", "must be 1 to 255 characters")
+    if not KEY_MIN_LENGTH <= len(key) <= KEY_MAX_LENGTH:
+        raise ValidationFailed.one("Idempotency-Key", KEY_LENGTH_REASON)
     method, path = request.method, request.url.path
     request_hash = hashlib.sha256(
         json.dumps(await request.json(), sort_keys=True, separators=(",", ":")).encode()

@@ -3,6 +3,11 @@
 The statuses every operation shares follow from what it takes (a token → 401/403, a path id → 404, a body →
 413/415/422, …) and are added here, so no route can forget them; a route declares only its own extras
 with `responses=error_responses(409)`.
+
+Links (OpenAPI 3.1 §4.8.20) lead a client, and schemathesis' stateful tests, from an answer to what it names:
+a created object's `id` to the operations on it (`POST /webhooks` → `/webhooks/{id}`…, `POST
+/customers/{id}/contacts` → `…/contacts/{contact_id}`), and a field `<name>_id` of an answer to the
+operations with a path parameter of that name (`merge_id` → `POST /merges/{merge_id}/undo`).
 """
 
 import json
@@ -101,13 +106,62 @@ def declare_errors(document: dict[str, Any]) -> None:
             del schemas[unused]
 
 
+def _response_properties(document: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+    schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+    ref = schema.get("$ref", "")
+    if ref.startswith("#/components/schemas/"):
+        schema = document["components"]["schemas"][ref.rpartition("/")[2]]
+    properties: dict[str, Any] = schema.get("properties", {})
+    return properties
+
+
+def _path_parameters(path: str) -> list[str]:
+    return [part[1:-1] for part in path.split("/") if part.startswith("{") and part.endswith("}")]
+
+
+def _links_from(document: dict[str, Any], path: str, method: str, properties: dict[str, Any]) -> dict[str, Any]:
+    """The links of one success answer with these top-level properties (see the module's docstring)."""
+    links: dict[str, Any] = {}
+    own = _path_parameters(path)
+    for target_path, item in document["paths"].items():
+        target_parameters = _path_parameters(target_path)
+        parameters: dict[str, str] | None = None
+        if method == "post" and "id" in properties and target_path.startswith(path + "/{"):
+            created = target_parameters[len(own)]
+            if target_parameters[: len(own)] == own and len(target_parameters) == len(own) + 1:
+                parameters = {name: f"$request.path.{name}" for name in own} | {created: "$response.body#/id"}
+        named = [name for name in target_parameters if name.endswith("_id") and name in properties]
+        if parameters is None and named and len(named) == len(target_parameters):
+            parameters = {name: f"$response.body#/{name}" for name in named}
+        if parameters is None:
+            continue
+        for operation in item.values():
+            links[operation["operationId"]] = {"operationId": operation["operationId"], "parameters": parameters}
+    return links
+
+
+def declare_links(document: dict[str, Any]) -> None:
+    """Add the links of every /api/v1 operation's success answers (to those a route declares itself)."""
+    for path, item in document.get("paths", {}).items():
+        if not path.startswith("/api/v1/"):
+            continue
+        for method, operation in item.items():
+            for status, response in operation.get("responses", {}).items():
+                if status.startswith("2"):
+                    links = _links_from(document, path, method, _response_properties(document, response))
+                    if links:
+                        response["links"] = {**response.get("links", {}), **links}
+
+
 def install(app: FastAPI) -> None:
     """Serve the document with its errors declared (built once, on first request)."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            declare_errors(build())
+            document = build()
+            declare_errors(document)
+            declare_links(document)
         return app.openapi_schema or {}
 
     app.openapi = openapi  # type: ignore[method-assign]

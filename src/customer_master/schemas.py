@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator
 
 from customer_master import validation
 
@@ -29,6 +29,26 @@ class StrictModel(BaseModel):
     @classmethod
     def _no_nul_characters(cls, value: Any) -> Any:
         return validation.reject_nul(value)
+
+
+def _refuse_null(value: Any) -> Any:
+    if value is None:
+        raise ValueError("cannot be null")
+    return value
+
+
+def _without_null(schema: dict[str, Any]) -> None:
+    """The JSON Schema of a field that may be absent but not null: its type without the null branch."""
+    branches = [branch for branch in schema.pop("anyOf", []) if branch != {"type": "null"}]
+    if len(branches) == 1:
+        schema.update(branches[0])
+    elif branches:
+        schema["anyOf"] = branches
+    schema.pop("default", None)
+
+
+# A merge patch's field that may be left out (None: unchanged) but not sent as null (422 "cannot be null").
+NotNull = Annotated[T | None, BeforeValidator(_refuse_null), Field(json_schema_extra=_without_null)]
 
 
 class Page(BaseModel, Generic[T]):

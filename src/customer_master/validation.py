@@ -40,6 +40,20 @@ ERP_NUMBER_JSON_SCHEMA = {
     "pattern": f"^{ERP_NUMBER_PATTERN.pattern}$",
     "description": "1..100 ASCII letters, digits, `-`, `_`, `.`, `/`; compared exactly",
 }
+# A mail domain (`public_domains_extra`): host name labels (RFC 1123) with a letter last, as email-validator
+# takes them; an IDN in its ASCII (A-label) form — its Unicode form is taken too, checked by IDNA alone.
+# What JSON Schema cannot say: the special-use names (`.test`, `.local`, …) and hyphens in places 3 and 4
+# of a label that is not Punycode.
+MAIL_DOMAIN_MAX_LENGTH = 252  # an address has at most 254 characters (RFC 3696 erratum 1690), `a@` included
+_LABEL = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+MAIL_DOMAIN_PATTERN = rf"^(?:{_LABEL}\.)+(?:[A-Za-z0-9][A-Za-z0-9-]{{0,61}})?[A-Za-z]\.?$"
+MAIL_DOMAIN_JSON_SCHEMA = {
+    "type": "string",
+    "minLength": 3,
+    "maxLength": MAIL_DOMAIN_MAX_LENGTH,
+    "pattern": MAIL_DOMAIN_PATTERN,
+    "description": "A mail domain, e.g. `example.com` (an IDN also in its Unicode form); stored lower-cased",
+}
 T = TypeVar("T")
 
 

@@ -5,7 +5,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from customer_master.auth.models import Role, UserStatus
-from customer_master.schemas import Email, StrictModel
+from customer_master.schemas import Email, NotNull, StrictModel
 
 Password = Annotated[str, Field(min_length=12, max_length=1024)]
 PersonName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
@@ -32,9 +32,9 @@ class UserCreate(StrictModel):
 
 class UserPatch(StrictModel):
     name: PersonName | None = None
-    role: Role | None = None
-    status: UserStatus | None = None
-    password: Password | None = None
+    role: NotNull[Role] = None
+    status: NotNull[UserStatus] = None
+    password: NotNull[Password] = None
 
 
 class UserOut(BaseModel):

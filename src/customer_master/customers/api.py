@@ -18,7 +18,7 @@ from customer_master.customers.schemas import (
     CustomerPatch,
 )
 from customer_master.deps import Admin, AnyRole, SessionDep, Writer
-from customer_master.idempotency import run_idempotent
+from customer_master.idempotency import KEY_MAX_LENGTH, KEY_MIN_LENGTH, run_idempotent
 from customer_master.openapi import error_responses
 from customer_master.schemas import Items, Page
 
@@ -26,9 +26,21 @@ router = APIRouter(prefix="/api/v1", tags=["customers"])
 
 IdempotencyKey = Annotated[
     str | None,
-    Header(alias="Idempotency-Key", description="Replays the first response for 24 h (1..255 chars)"),
+    Header(
+        alias="Idempotency-Key",
+        min_length=KEY_MIN_LENGTH,
+        max_length=KEY_MAX_LENGTH,
+        description=f"Replays the first response for 24 h ({KEY_MIN_LENGTH}..{KEY_MAX_LENGTH} characters)",
+    ),
 ]
-IfMatch = Annotated[str | None, Header(alias="If-Match", description="The ETag you last read")]
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        description="The `ETag` you last read (a comma-separated list of them, or `*`); any other value names no "
+        "current version: 412",
+    ),
+]
 SearchText = Annotated[str | None, AfterValidator(validation.reject_nul)]
 
 
@@ -49,7 +61,16 @@ def _document_response(document: service.CustomerDocument, status_code: int = 20
     )
 
 
-@router.get("/customers", response_model=Page[CustomerListItem])
+# A link (for clients and schemathesis' stateful tests): two customers of a page are what a merge takes.
+MERGE_TWO_OF_A_PAGE = {
+    "MergeTheFirstTwo": {
+        "operationId": "merge_customers_api_v1_customers_merge_post",
+        "requestBody": {"survivor_id": "$response.body#/items/0/id", "merged_ids": ["$response.body#/items/1/id"]},
+    }
+}
+
+
+@router.get("/customers", response_model=Page[CustomerListItem], responses={200: {"links": MERGE_TWO_OF_A_PAGE}})
 async def list_customers(
     session: SessionDep,
     principal: AnyRole,
@@ -95,7 +116,7 @@ async def get_customer(id: uuid.UUID, session: SessionDep, principal: AnyRole) -
     return _document_response(await service.get_customer(session, principal.org_id, id))
 
 
-@router.patch("/customers/{id}", response_model=CustomerOut, responses=error_responses(409))
+@router.patch("/customers/{id}", response_model=CustomerOut, responses=error_responses(409, 412))
 async def update_customer(
     id: uuid.UUID, body: CustomerPatch, session: SessionDep, principal: Writer, if_match: IfMatch = None
 ) -> Response:
@@ -104,7 +125,7 @@ async def update_customer(
     )
 
 
-@router.delete("/customers/{id}", status_code=204)
+@router.delete("/customers/{id}", status_code=204, responses=error_responses(412))
 async def delete_customer(id: uuid.UUID, session: SessionDep, principal: Admin, if_match: IfMatch = None) -> Response:
     await service.delete_customer(session, principal.org_id, id, parse_if_match(if_match))
     return Response(status_code=204)

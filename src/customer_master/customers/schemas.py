@@ -5,10 +5,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints, WithJsonSchema, field_validator
+from pydantic import AfterValidator, BaseModel, Field, StrictBool, StringConstraints, WithJsonSchema, field_validator
 
 from customer_master import validation
-from customer_master.schemas import Email, StrictModel
+from customer_master.schemas import Email, NotNull, StrictModel
 
 METADATA_MAX_BYTES = 64 * 1024
 ADDRESS_FIELDS = ("street", "street2", "city", "postal_code", "state", "country")
@@ -70,13 +70,13 @@ Metadata = Annotated[dict[str, Any], AfterValidator(_check_metadata_size)]
 class ContactIn(StrictModel):
     email: Email
     name: OptionalText = None
-    is_primary: bool = False
+    is_primary: StrictBool = False
 
 
 class ContactPatch(StrictModel):
-    email: Email | None = None
+    email: NotNull[Email] = None
     name: OptionalText = None
-    is_primary: bool | None = None
+    is_primary: NotNull[StrictBool] = None
 
 
 class CustomerFields(StrictModel):
@@ -108,10 +108,10 @@ class CustomerCreate(CustomerFields):
 class CustomerPatch(StrictModel):
     """A JSON Merge Patch (RFC 7396): absent is unchanged, null clears, objects merge key by key."""
 
-    name: CustomerName | None = None
+    name: NotNull[CustomerName] = None
     erp_customer_number: ErpNumber | None = None
-    default_currency: Currency | None = None
-    default_language: Language | None = None
+    default_currency: NotNull[Currency] = None
+    default_language: NotNull[Language] = None
     billing_address: Address | None = None
     shipping_address: Address | None = None
     metadata: dict[str, Any] | None = None

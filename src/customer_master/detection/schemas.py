@@ -1,9 +1,10 @@
 """Bodies of detection (API.md §7) and of the org settings it reads (API.md §3)."""
 
+import re
 import uuid
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints, WithJsonSchema
 
 from customer_master import validation
 from customer_master.detection.scoring import Status
@@ -54,11 +55,12 @@ class DetectResult(BaseModel):
 
 def _normalize_domain(value: str) -> str:
     """A mail domain in the form contact e-mails are stored in: lower case, an IDN in Unicode."""
-    domain = value.strip().rstrip(".")
-    if not domain or "@" in domain:
+    domain = value.strip()
+    if not domain or "@" in domain or (domain.isascii() and not re.fullmatch(validation.MAIL_DOMAIN_PATTERN, domain)):
         raise ValueError(f"not a mail domain: {value!r}")
+    domain = domain.rstrip(".")
     try:
-        return validation.normalize_email(f"postmaster@{domain}").rpartition("@")[2]
+        return validation.normalize_email(f"a@{domain}").rpartition("@")[2]
     except ValueError:
         raise ValueError(f"not a mail domain: {value!r}") from None
 
@@ -68,7 +70,12 @@ def _unique(domains: list[str]) -> list[str]:
 
 
 Threshold = Annotated[float, Field(ge=0, le=1, strict=True, allow_inf_nan=False)]
-Domain = Annotated[str, StringConstraints(max_length=253), AfterValidator(_normalize_domain)]
+Domain = Annotated[
+    str,
+    StringConstraints(max_length=validation.MAIL_DOMAIN_MAX_LENGTH),
+    AfterValidator(_normalize_domain),
+    WithJsonSchema(validation.MAIL_DOMAIN_JSON_SCHEMA),
+]
 DomainList = Annotated[list[Domain], Field(max_length=MAX_PUBLIC_DOMAINS_EXTRA), AfterValidator(_unique)]
 
 

@@ -9,7 +9,7 @@ from customer_master.config import get_settings
 from customer_master.deps import AnyRole, SessionDep, Writer
 from customer_master.history import service
 from customer_master.history.schemas import EventPage, HistoryEntry
-from customer_master.history.service import SEQUENCE_CURSOR_PATTERN
+from customer_master.history.service import EVENT_TYPES_PATTERN, SEQUENCE_CURSOR_PATTERN
 from customer_master.openapi import error_responses
 from customer_master.schemas import Page
 
@@ -59,7 +59,13 @@ async def list_events(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     types: Annotated[
-        str | None, Query(max_length=500, description="Comma-separated types or `prefix.*`, e.g. `customer.*`")
+        str | None,
+        Query(
+            max_length=500,
+            # Declared, and checked by `parse_types` (its 422 lists the known types).
+            json_schema_extra={"pattern": EVENT_TYPES_PATTERN},
+            description="Comma-separated types or `prefix.*`, e.g. `customer.*,contact.deleted`",
+        ),
     ] = None,
     wait: Annotated[float, Query(ge=0, le=60, description="Seconds to hold an empty answer open")] = 0,
 ) -> dict[str, object]:

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 import uuid
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
@@ -29,15 +30,26 @@ def parse_sequence_cursor(cursor: str, field: str) -> int:
     return int(cursor)
 
 
+# `types=` of the feed and a webhook's `types`: exact types, or `prefix.*` for a prefix of some type up to a dot.
+TYPE_PREFIXES: tuple[str, ...] = tuple(
+    dict.fromkeys(name[: i + 1] + "*" for name in ENTRY_TYPES for i, char in enumerate(name) if char == ".")
+)
+_ONE_TYPE = "|".join(re.escape(name) for name in (*ENTRY_TYPES, *TYPE_PREFIXES))
+EVENT_TYPE_PATTERN = f"^({_ONE_TYPE})$"  # one item (a webhook's `types`)
+EVENT_TYPES_PATTERN = f"^ *({_ONE_TYPE}) *(, *({_ONE_TYPE}) *)*$"  # the feed's comma-separated `types=`
+
+
 def parse_types(types: str | None) -> tuple[list[str], list[str]] | None:
-    """`customer.*,contact.deleted` → exact types and LIKE patterns; None for every type; unknown → 422."""
+    """`customer.*,contact.deleted` → exact types and LIKE patterns; None for every type; unknown → 422.
+
+    Exactly what `EVENT_TYPES_PATTERN` matches (spaces around an item allowed) is taken."""
     if types is None:
         return None
     exact: list[str] = []
     prefixes: list[str] = []
     unknown = []
-    for name in (part.strip() for part in types.split(",")):
-        if name.endswith(".*") and any(t.startswith(name[:-1]) for t in ENTRY_TYPES):
+    for name in (part.strip(" ") for part in types.split(",")):
+        if name in TYPE_PREFIXES:
             prefixes.append(name[:-1] + "%")
         elif name in ENTRY_TYPES:
             exact.append(name)

@@ -1,6 +1,5 @@
 """Import and export routes (API.md §6): receive the upload, call the service, shape the response."""
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -12,7 +11,6 @@ from customer_master.imports import service
 from customer_master.imports.export import DELIMITER_NAMES
 from customer_master.imports.schemas import ImportReport, ImportRunOut
 from customer_master.imports.uploads import csv_download, import_upload, receive_csv_upload
-from customer_master.pagination import decode_cursor, encode_cursor
 from customer_master.schemas import Page
 
 router = APIRouter(prefix="/api/v1", tags=["import and export"])
@@ -60,17 +58,16 @@ async def list_imports(
     cursor: Annotated[
         str | None,
         Query(
-            min_length=1,
-            max_length=500,
-            pattern=pagination.KEYSET_CURSOR_PATTERN,
-            description=pagination.KEYSET_CURSOR_DESCRIPTION,
+            max_length=pagination.TIME_CURSOR_MAX_LENGTH,
+            pattern=pagination.TIME_CURSOR_PATTERN,
+            description=pagination.TIME_CURSOR_DESCRIPTION,
         ),
     ] = None,
 ) -> dict[str, Any]:
-    after = decode_cursor(cursor, datetime.fromisoformat) if cursor else None
+    after = pagination.decode_time_cursor(cursor) if cursor else None
     runs = await service.list_import_runs(session, principal.org_id, limit=limit + 1, after=after)
     next_cursor = (
-        encode_cursor(runs[limit - 1].created_at.isoformat(), runs[limit - 1].id) if len(runs) > limit else None
+        pagination.encode_time_cursor(runs[limit - 1].created_at, runs[limit - 1].id) if len(runs) > limit else None
     )
     return {"items": runs[:limit], "next_cursor": next_cursor}
 

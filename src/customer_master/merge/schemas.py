@@ -3,7 +3,7 @@
 import uuid
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from customer_master.customers.schemas import CustomerOut
 from customer_master.schemas import StrictModel
@@ -25,12 +25,15 @@ MAX_MERGED = 50
 class MergeRequest(StrictModel):
     survivor_id: uuid.UUID
     merged_ids: list[uuid.UUID] = Field(
-        min_length=1, max_length=MAX_MERGED, description="The customers merged into the survivor, in order"
+        min_length=1,
+        max_length=MAX_MERGED,
+        json_schema_extra={"uniqueItems": True},
+        description="The customers merged into the survivor, in order (not the survivor, no id twice)",
     )
     pick: dict[PickField, uuid.UUID] = Field(
         default_factory=dict, description="Per field, the customer (survivor or merged) whose value the result takes"
     )
-    dry_run: bool = False
+    dry_run: StrictBool = False
 
 
 class MergeResult(BaseModel):
