@@ -28,9 +28,9 @@ Then:
   committed change exactly once (the writers' ledger: type, customer, contact), nothing of a rolled-back
   transaction, in strictly increasing `sequence`, the same both times.
 
-`CM_CRASH_EVENTS` changes the number of changes: the issue's 10,000 by default (~60–70 s on two shared cores,
-most of it the writers' own work; bench/RESULTS.md), e.g. `CM_CRASH_EVENTS=2000 .venv/bin/pytest -m chaos
-tests/webhooks/test_crash.py` for a quicker run.
+`CM_CRASH_EVENTS` changes the number of changes: the issue's 10,000 by default (60–80 s on two cores shared
+with other work, about half of it the writers' own; bench/RESULTS.md), e.g. `CM_CRASH_EVENTS=2000
+.venv/bin/pytest -m chaos tests/webhooks/test_crash.py` for a quicker run.
 """
 
 import asyncio
