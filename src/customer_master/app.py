@@ -19,6 +19,7 @@ from customer_master.customers.api import router as customers_router
 from customer_master.db.faults import DRIVER_ERRORS, is_connection_lost
 from customer_master.db.session import Database
 from customer_master.detection.api import router as detection_router
+from customer_master.duplicates.api import router as duplicates_router
 from customer_master.errors import (
     ERROR_BY_STATUS,
     AppError,
@@ -80,6 +81,7 @@ def create_app(
     app.include_router(imports_router)
     app.include_router(history_router)
     app.include_router(webhooks_router)
+    app.include_router(duplicates_router)
     app.include_router(web_router)  # the browser UI under /, outside the OpenAPI document
     app.add_middleware(HttpEdgeMiddleware)
     _install_error_handlers(app)

@@ -1,0 +1,117 @@
+"""The SQL of duplicates (API.md §12). Every statement filters by the caller's org.
+
+The reads go straight to the driver (`db.session.driver_connection`), as detection's do; the dismissal's
+two statements go through the session.
+"""
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from customer_master.auth.tenancy import OrgId
+from customer_master.db.session import driver_connection
+
+NAME_VERSION = "SELECT version, epoch FROM customer_name_version WHERE org_id = $1"
+
+# The org's live customers (ordered by id) with their name keys' trigrams, packed as detection's
+# `name_index.LOAD` packs them, and the name version of the same snapshot.
+LOAD_NAMES = """
+WITH named AS MATERIALIZED (
+  SELECT id, trigrams, packed, octet_length(packed) = 3 * cardinality(trigrams) AS printable
+    FROM (SELECT id, trigrams, convert_to(array_to_string(trigrams, ''), 'UTF8') AS packed
+            FROM (SELECT c.id, show_trgm(c.name_key) AS trigrams FROM customer c
+                   WHERE c.org_id = $1 AND c.merged_into IS NULL OFFSET 0) AS k
+          OFFSET 0) AS t)
+SELECT current_setting('server_encoding') AS encoding,
+       coalesce((SELECT version FROM customer_name_version WHERE org_id = $1), 0) AS version,
+       (SELECT epoch FROM customer_name_version WHERE org_id = $1) AS epoch,
+       string_agg(uuid_send(id), ''::bytea ORDER BY id) AS ids,
+       string_agg(int4send(cardinality(trigrams)), ''::bytea ORDER BY id) AS sizes,
+       string_agg(packed, ''::bytea ORDER BY id) FILTER (WHERE printable) AS packed,
+       array_agg(id ORDER BY id) FILTER (WHERE NOT printable) AS other_ids,
+       array_agg(array_to_string(trigrams, ',') ORDER BY id) FILTER (WHERE NOT printable) AS other_trigrams
+  FROM named"""
+
+# Contact e-mails and (non-public) domains that 2..$3 customers share, with those customers. A value is shared
+# when its contacts' customers are not all one (min ≠ max: a hash aggregate, no distinct count over all
+# contacts); only those are counted exactly. Tombstones have no contacts (the merge moves them).
+SHARED_CONTACT_VALUES = """
+WITH contacts AS MATERIALIZED (
+  SELECT customer_id, lower(email::text) AS email, lower(split_part(email::text, '@', 2)) AS domain
+    FROM customer_contact WHERE org_id = $1),
+emails AS (
+  SELECT email FROM contacts GROUP BY email HAVING min(customer_id::text) <> max(customer_id::text)),
+domains AS (
+  SELECT domain FROM contacts WHERE domain <> ALL ($2::text[])
+   GROUP BY domain HAVING min(customer_id::text) <> max(customer_id::text))
+SELECT 'e' AS kind, c.email AS value, array_agg(DISTINCT c.customer_id) AS customers
+  FROM contacts c JOIN emails USING (email)
+ GROUP BY c.email HAVING count(DISTINCT c.customer_id) <= $3
+UNION ALL
+SELECT 'd', c.domain, array_agg(DISTINCT c.customer_id)
+  FROM contacts c JOIN domains USING (domain)
+ GROUP BY c.domain HAVING count(DISTINCT c.customer_id) <= $3"""
+
+
+async def name_version(session: AsyncSession, org_id: OrgId) -> tuple[int, uuid.UUID | None]:
+    conn = await driver_connection(session)
+    row = await conn.fetchrow(NAME_VERSION, org_id)
+    return (row["version"], row["epoch"]) if row else (0, None)
+
+
+async def load_names(session: AsyncSession, org_id: OrgId) -> Any:
+    """The row of `LOAD_NAMES`."""
+    conn = await driver_connection(session)
+    # One statement, one snapshot. Its cost passes jit_above_cost at ~100,000 names; compiling costs more
+    # than it saves. The sorts of 16-byte ids fit in 64 MB up to a few million names.
+    await conn.execute("SELECT set_config('jit', 'off', true), set_config('work_mem', '64MB', true)")
+    return await conn.fetchrow(LOAD_NAMES, org_id)
+
+
+async def shared_contact_values(
+    session: AsyncSession, org_id: OrgId, public_domains: Sequence[str], max_customers: int
+) -> list[Any]:
+    """Rows (kind 'e' for an e-mail, 'd' for a domain; value; customers) of the values several customers share."""
+    conn = await driver_connection(session)
+    return list(await conn.fetch(SHARED_CONTACT_VALUES, org_id, list(public_domains), max_customers))
+
+
+async def dismissed_pairs(session: AsyncSession, org_id: OrgId) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    conn = await driver_connection(session)
+    rows = await conn.fetch("SELECT customer_low, customer_high FROM duplicate_dismissal WHERE org_id = $1", org_id)
+    return [(row["customer_low"], row["customer_high"]) for row in rows]
+
+
+async def customers_by_id(session: AsyncSession, org_id: OrgId, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Any]:
+    """Live customers' ids, names and ERP numbers."""
+    conn = await driver_connection(session)
+    rows = await conn.fetch(
+        """SELECT id, name, erp_customer_number FROM customer
+            WHERE org_id = $1 AND id = ANY ($2::uuid[]) AND merged_into IS NULL""",
+        org_id,
+        list(ids),
+    )
+    return {row["id"]: row for row in rows}
+
+
+async def lock_customers(session: AsyncSession, org_id: OrgId, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Any]:
+    """The customers with these ids (tombstones too: their `merged_into`), kept from being deleted until the
+    transaction ends (a dismissal's foreign keys need them)."""
+    result = await session.execute(
+        text("""SELECT id, merged_into FROM customer
+                 WHERE org_id = :org_id AND id = ANY (CAST(:ids AS uuid[]))
+                 ORDER BY id FOR KEY SHARE"""),
+        {"org_id": org_id, "ids": list(ids)},
+    )
+    return {row.id: row for row in result}
+
+
+async def insert_dismissal(session: AsyncSession, org_id: OrgId, low: uuid.UUID, high: uuid.UUID) -> None:
+    await session.execute(
+        text("""INSERT INTO duplicate_dismissal (org_id, customer_low, customer_high)
+                VALUES (:org_id, :low, :high) ON CONFLICT DO NOTHING"""),
+        {"org_id": org_id, "low": low, "high": high},
+    )
