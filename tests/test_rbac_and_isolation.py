@@ -102,6 +102,8 @@ ENDPOINTS = [
         "POST", "/api/v1/customers/merge", WRITERS, 200, lambda: {"survivor_id": "{id}", "merged_ids": ["{other_id}"]}
     ),
     Endpoint("POST", "/api/v1/merges/{merge_id}/undo", WRITERS, 200),
+    Endpoint("GET", "/api/v1/duplicates", ALL, 200),
+    Endpoint("POST", "/api/v1/duplicates/dismiss", WRITERS, 204, lambda: {"customer_ids": ["{id}", "{other_id}"]}),
 ]
 # In API.md the users', tokens' and webhooks' path parameter is `id` too; here they get their own names to fill
 # them in.
