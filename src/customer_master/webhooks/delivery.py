@@ -76,17 +76,22 @@ async def deliver_pending(
             attempt = repository.Attempt(
                 event.id, event.sequence, number, outcome.status_code, outcome.error, outcome.duration_ms
             )
-            if outcome.delivered:
+            pause = pause_after(attempt.attempt, settings.webhook_retry_s)
+            try:
                 async with pool.acquire() as conn:
-                    endpoint = await repository.record_delivered(conn, org_id, endpoint_id, attempt, read=read)
+                    if outcome.delivered:
+                        endpoint = await repository.record_delivered(conn, org_id, endpoint_id, attempt, read=read)
+                    else:
+                        status = await repository.record_failure(
+                            conn, org_id, endpoint_id, attempt, read=read, pause_s=pause,
+                            give_up_s=settings.webhook_give_up_s,
+                        )  # fmt: skip
+            except asyncpg.ForeignKeyViolationError:  # deleted while its attempt was in flight: no trace left
+                return None
+            if outcome.delivered:
                 if endpoint is None:  # a replay (or new types) came in meanwhile: go on from where it put the cursor
                     break
                 continue
-            pause = pause_after(attempt.attempt, settings.webhook_retry_s)
-            async with pool.acquire() as conn:
-                status = await repository.record_failure(
-                    conn, org_id, endpoint_id, attempt, read=read, pause_s=pause, give_up_s=settings.webhook_give_up_s
-                )
             if status is None:  # a replay came in meanwhile: go on from where it put the cursor
                 endpoint = None
                 break
