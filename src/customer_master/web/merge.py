@@ -53,6 +53,7 @@ class Choices:
 
     survivor: uuid.UUID
     picks: dict[PickField, uuid.UUID] = field(default_factory=dict)
+    moved: bool = False  # the survivor is another than the screen showed
 
     def request(self, ids: list[uuid.UUID], *, dry_run: bool) -> MergeRequest:
         """The service's request: a field chosen from the survivor is not picked, so that the service fills a
@@ -129,7 +130,12 @@ def choices_from_form(form: FormData, columns: list[CustomerOut]) -> Choices:
         return value if value in ids else default
 
     survivor = chosen("survivor", ids[0])
-    return Choices(survivor, {name: chosen(f"pick.{name}", survivor) for name in PICK_FIELDS})
+    picks = {name: chosen(f"pick.{name}", survivor) for name in PICK_FIELDS}
+    previous = id_in(form_text(form, "previous_survivor"))
+    if previous is None or previous == survivor:
+        return Choices(survivor, picks)
+    # Another survivor was chosen: the rows that took the old survivor's values take the new one's.
+    return Choices(survivor, {name: survivor if i == previous else i for name, i in picks.items()}, moved=True)
 
 
 def default_choices(columns: list[CustomerOut]) -> Choices:
@@ -172,7 +178,10 @@ def _screen(
         "remove_urls": {i: "/merge?" + _ids_query([o for o in ids if o != i]) for i in ids},
         **extra,
     }
-    if is_htmx(request) and "preview" in extra:  # the preview section only
+    if is_htmx(request) and "preview" in extra:  # the preview; with the choices when the survivor moved
+        if choices is not None and choices.moved:
+            headers = {"HX-Retarget": "#merge-work", "HX-Reswap": "outerHTML"}
+            return render(request, "merge/_work.html", context, status=status, headers=headers)
         return render(request, "merge/_preview.html", context, status=status)
     return render(request, "merge/screen.html", context, status=status)
 

@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from customer_master.auth import service as auth_service
 from customer_master.deps import DatabaseDep
 from customer_master.errors import AuthRequired, Forbidden, NotFound, RateLimited
-from customer_master.web import admin, customers, detection, imports, merge, webhooks
+from customer_master.web import admin, customers, detection, duplicates, imports, merge, webhooks
 from customer_master.web.core import (
     SESSION_COOKIE,
     STATIC_DIR,
@@ -109,6 +109,7 @@ async def choose_language(request: Request) -> Response:
 router.include_router(merge.router)
 router.include_router(customers.router)
 router.include_router(detection.router)
+router.include_router(duplicates.router)
 router.include_router(imports.router)
 router.include_router(admin.router)
 router.include_router(webhooks.router)
