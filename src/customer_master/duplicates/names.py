@@ -42,7 +42,7 @@ IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
 
 # Pairs enumerated from prefix lists per threshold (the approximation above); each costs ~50 ns.
-PAIR_BUDGET = 40_000_000
+PAIR_BUDGET = 20_000_000
 # Pairs checked against the signatures at once (64 bytes each while checked).
 CHUNK = 1_000_000
 SIGNATURE_WORDS = 4  # 256 bits
