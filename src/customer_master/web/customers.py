@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 
-from customer_master.auth.tenancy import Principal
+from customer_master.auth.tenancy import OrgId, Principal
 from customer_master.customers import service
 from customer_master.customers.schemas import (
     ADDRESS_FIELDS,
@@ -207,8 +207,34 @@ def _conflict_link(exc: AppError) -> str | None:
 
 @router.get("/customers/{customer_id}")
 async def customer_page(request: Request, customer_id: uuid.UUID, session: SessionDep, principal: WebUser) -> Response:
-    document = await _customer(session, principal, customer_id)
+    """The customer; for a merged-away one a note that leads to the customer it lives on in (404, as the API
+    answers, but a page a person can go on from)."""
+    try:
+        document = await _customer(session, principal, customer_id)
+    except NotFound as exc:
+        merged_into = exc.details.get("merged_into")
+        if merged_into is None:
+            raise
+        survivor = await live_customer(session, principal.org_id, merged_into)
+        return render(request, "customers/merged.html", {"customer_id": customer_id, "survivor": survivor}, 404)
     return _render_detail(request, document.customer)
+
+
+# A chain of merges (A into B, B into C) is followed this far.
+MAX_HOPS = 20
+
+
+async def live_customer(session: AsyncSession, org_id: OrgId, merged_into: Any) -> CustomerOut | None:
+    """The customer a merged-away one lives on in: its survivor, or that one's when it was merged again;
+    None when the chain ends at a deleted customer."""
+    for _ in range(MAX_HOPS):
+        try:
+            return (await service.get_customer(session, org_id, uuid.UUID(str(merged_into)))).customer
+        except NotFound as exc:
+            merged_into = exc.details.get("merged_into")
+            if merged_into is None:
+                return None
+    return None
 
 
 @router.get("/customers/{customer_id}/history")

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 
-from customer_master.auth.tenancy import OrgId, Principal
+from customer_master.auth.tenancy import Principal
 from customer_master.customers.schemas import CustomerOut
 from customer_master.customers.service import get_customer
 from customer_master.deps import SessionDep
@@ -43,7 +43,6 @@ router = APIRouter(route_class=WebRoute)
 PICK_FIELDS: tuple[PickField, ...] = get_args(PickField)
 MAX_COLUMNS = MAX_MERGED + 1  # the survivor and the most a merge takes
 # A chain of merges (A into B, B into C) is followed this far to the customer that lives on.
-MAX_HOPS = 20
 UUID_IN_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 
 
@@ -75,19 +74,6 @@ def id_in(text: str) -> uuid.UUID | None:
         return uuid.UUID(match.group(0)) if match else None
 
 
-async def live_customer(session: AsyncSession, org_id: OrgId, merged_into: Any) -> CustomerOut | None:
-    """The customer a merged-away one lives on in: its survivor, or that one's when it was merged again;
-    None when the chain ends at a deleted customer."""
-    for _ in range(MAX_HOPS):
-        try:
-            return (await get_customer(session, org_id, uuid.UUID(str(merged_into)))).customer
-        except NotFound as exc:
-            merged_into = exc.details.get("merged_into")
-            if merged_into is None:
-                return None
-    return None
-
-
 async def load_columns(
     request: Request, session: AsyncSession, principal: Principal, raw_ids: list[str]
 ) -> tuple[list[CustomerOut], list[str]]:
@@ -112,7 +98,7 @@ async def load_columns(
             found.append((await get_customer(session, principal.org_id, customer_id)).customer)
         except NotFound as exc:
             merged_into = exc.details.get("merged_into")
-            survivor = await live_customer(session, principal.org_id, merged_into) if merged_into else None
+            survivor = await customers.live_customer(session, principal.org_id, merged_into) if merged_into else None
             if survivor is not None:
                 message = _("Customer %(id)s was merged into %(name)s (%(survivor_id)s).")
                 problems.append(message % {"id": customer_id, "name": survivor.name, "survivor_id": survivor.id})
@@ -296,19 +282,3 @@ async def undo_merge(request: Request, merge_id: uuid.UUID, session: SessionDep,
         }
         return render(request, "merge/done.html", context, status=exc.status)
     return redirect(request, "/merge?" + _ids_query([c.id for c in result.customers], undone="1"))
-
-
-# Registered before the customer pages (`web/routes.py`), for the same address: only a UUID matches, so
-# `/customers/new` and `/customers/rows` still reach theirs.
-@router.get("/customers/{customer_id:uuid}")
-async def customer_page(request: Request, customer_id: uuid.UUID, session: SessionDep, principal: WebUser) -> Response:
-    """The customer page (`web/customers.py`); for a merged-away customer, a note that leads to the one it
-    was merged into (404, as the API answers, but a page a person can go on from)."""
-    try:
-        return await customers.customer_page(request, customer_id, session, principal)
-    except NotFound as exc:
-        merged_into = exc.details.get("merged_into")
-        if merged_into is None:
-            raise
-        survivor = await live_customer(session, principal.org_id, merged_into)
-        return render(request, "customers/merged.html", {"customer_id": customer_id, "survivor": survivor}, 404)

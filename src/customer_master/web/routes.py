@@ -105,9 +105,8 @@ async def choose_language(request: Request) -> Response:
     return response
 
 
-# merge first: its `/customers/{id}` (a UUID only) shows a merged-away customer's note, else the customer page.
-router.include_router(merge.router)
 router.include_router(customers.router)
+router.include_router(merge.router)
 router.include_router(detection.router)
 router.include_router(duplicates.router)
 router.include_router(imports.router)
