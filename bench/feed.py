@@ -88,9 +88,16 @@ class Run:
             f"{self.scenario}: {n} samples in {self.wall:.1f} s wall; commit → arrival p50"
             f" {self.pct(self.latencies, 50):.1f} ms, p95 {self.pct(self.latencies, 95):.1f} ms, p99"
             f" {self.pct(self.latencies, 99):.1f} ms, max"
-            f" {self.pct(self.latencies, 100):.1f} ms; the COMMIT itself p50 {self.pct(self.commits, 50):.1f} ms;"
+            f" {self.pct(self.latencies, 100):.1f} ms; the COMMIT itself p50 {self.pct(self.commits, 50):.1f} ms,"
+            f" max {self.pct(self.commits, 100):.1f} ms; {self.slowest()};"
             f" CPU per sample: {cpu}; load average {self.load:.1f}"
         )
+
+    def slowest(self, count: int = 3) -> str:
+        """The slowest samples with their own COMMIT's time: whether a tail is the writer's commit or the rest."""
+        slow = sorted(zip(self.latencies, self.commits, strict=True), reverse=True)[:count]
+        listed = ", ".join(f"{latency * 1000:.0f} ({commit * 1000:.0f})" for latency, commit in slow)
+        return f"slowest (their COMMIT) {listed} ms"
 
     def throughput_line(self) -> str:
         n = len(self.latencies)
