@@ -92,6 +92,14 @@ SAMPLE_CUSTOMERS = [
         },
         "contacts": [{"email": "commandes@cafe-lumiere.fr"}],
     },
+    # Muster GmbH once more, entered by hand without its ERP number: the duplicates page lists the pair.
+    {
+        "name": "Muster G.m.b.H.",
+        "default_currency": "EUR",
+        "default_language": "de-DE",
+        "billing_address": {"street": "Musterstraße 1", "city": "München", "postal_code": "80331", "country": "DE"},
+        "contacts": [{"email": "einkauf@muster.de", "name": "M. Mustermann", "is_primary": True}],
+    },
 ]
 
 
