@@ -115,7 +115,13 @@ def contact_pairs(name_set: OrgNameSet, shared: Sequence[Any]) -> tuple[Pairs, l
     group, rows = group[live], rows[live]
     order = np.lexsort((rows, group))
     group, rows = group[order], rows[order]
+    once = np.ones(len(rows), dtype=bool)  # a customer with two contacts on one domain is one member
+    once[1:] = (group[1:] != group[:-1]) | (rows[1:] != rows[:-1])
+    group, rows = group[once], rows[once]
     counts = np.bincount(group, minlength=len(shared))
+    counts[counts > MAX_SHARING_CUSTOMERS] = 0  # no signal (see the module's note)
+    kept = counts[group] > 0
+    group, rows = group[kept], rows[kept]
     first, second = names.ragged_pairs(np.cumsum(counts) - counts, counts)
     n = name_set.size
     key = rows[first] * n + rows[second]
@@ -232,7 +238,7 @@ async def candidate_pool(session: AsyncSession, org_id: OrgId) -> tuple[OrgNameS
     names and in no pair, as it should be."""
     settings = await detection_settings(session, org_id)
     public = sorted(signals.PUBLIC_MAIL_DOMAINS | set(settings.public_domains_extra))
-    shared = await repository.shared_contact_values(session, org_id, public, MAX_SHARING_CUSTOMERS)
+    shared = await repository.shared_contact_values(session, org_id, public)
     dismissed = await repository.dismissed_pairs(session, org_id)
     name_set = await current_names(session, org_id)
     contact, values = contact_pairs(name_set, shared)
