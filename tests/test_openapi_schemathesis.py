@@ -22,8 +22,11 @@ from typing import Any
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
+from schemathesis.core.warnings import SchemathesisWarning
 
 from customer_master.app import create_app
+from customer_master.auth import security
 from customer_master.auth.models import Role
 from customer_master.config import get_settings
 from tests.conftest import Db, OrgContext, Server, create_customer, make_org
@@ -69,6 +72,12 @@ ACCEPTED_REFUSALS = (
         (422,),
         "PENDING in webhooks/: its cursor still parses an ISO timestamp from the text key that the declared "
         "pattern allows; `pagination.encode_time_cursor`/`decode_time_cursor`/`TIME_CURSOR_PATTERN` end this",
+    ),
+    AcceptedRefusal(
+        "GET /api/v1/duplicates",
+        (422,),
+        "PENDING in duplicates/: its cursor's key (`<score>|<id>`) is narrower than the declared text pattern; "
+        "a pattern of its own (`pagination.keyset_cursor_pattern`) ends this",
     ),
     AcceptedRefusal(
         "GET /api/v1/events",
@@ -128,7 +137,23 @@ POSITIVE_DATA_ACCEPTANCE = ("2xx", "3xx", "401", "403", "404", "409", "429", "5x
 # Each role's run: cases per operation in the fuzzing phase, steps of the stateful phase. Sized to keep both runs
 # within ~2–3 minutes of CPU together (the coverage phase's cases are fixed by the document).
 MAX_EXAMPLES = 15
+STATEFUL_MAX_EXAMPLES = 150
+# Every warning schemathesis shows by default fails the run (`low_valid_rate` is opt-in and stays off).
+WARNINGS = [warning.value for warning in SchemathesisWarning if warning is not SchemathesisWarning.LOW_VALID_RATE]
+
+
+def _warnings(*not_failing: str) -> dict[str, list[str]]:
+    """Every warning shown; all but `not_failing` fail the run (those the test checks itself, by operation)."""
+    return {"display": WARNINGS, "fail-on": [warning for warning in WARNINGS if warning not in not_failing]}
+
+
 SEED = 14
+
+# An undo needs a merge that succeeded in the same stateful scenario, and a merge two live customers from one
+# unfiltered page (or a duplicate pair): by then the earlier phases have deleted, merged and dismissed most of
+# the org's customers, and generated filters mostly empty the pages. The undo's rules are tested in
+# tests/merge; here its 404 for an unknown merge is checked, and "never reached" is not an error.
+UNREACHED = {"POST /api/v1/merges/{merge_id}/undo"}
 
 
 def _toml(value: Any) -> str:
@@ -162,24 +187,40 @@ def _operation_configs() -> dict[str, dict[str, Any]]:
     return configs
 
 
-def schemathesis_config(token: str) -> str:
+def schemathesis_config(token: str, role: Role) -> str:
     """The `schemathesis.toml` of a run."""
     top: dict[str, Any] = {
         "seed": SEED,
         "workers": 1,
         "headers": {"Authorization": f"Bearer {token}"},
-        "warnings": {"fail-on": True},
+        # Two warnings are checked by operation after the run (schemathesis cannot scope them): `missing_auth`
+        # ("operations returned only 401/403") and `validation_mismatch` ("mostly rejected generated data").
+        # So is `missing_test_data` for the one operation that needs three steps (see UNREACHED).
+        "warnings": _warnings("missing_auth", "validation_mismatch", "missing_test_data"),
         "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"},
         "request-timeout": 30,
         # The stateful phase follows the document's links (every one it needs is declared); inferred ones
         # would also lead from `GET /api-tokens` to deleting the very token the run authenticates with.
-        "phases": {"stateful": {"inference": {"algorithms": ["location-headers"]}}},
+        # The stateful phase is cheap: more scenarios reach what needs two steps (a merge's undo).
+        "phases": {
+            "stateful": {
+                "inference": {"algorithms": ["location-headers"]},
+                "generation": {"max-examples": STATEFUL_MAX_EXAMPLES},
+            }
+        },
     }
     lines = [f"{json.dumps(key)} = {_toml(value)}" for key, value in top.items()]
     for operation, config in _operation_configs().items():
         lines += ["", "[[operations]]", f"include-name = {json.dumps(operation)}"]
         lines += [f"{json.dumps(key)} = {_toml(value)}" for key, value in config.items()]
     return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argon2's cost (~0.2 s of CPU a hash) is not what this test is about: hundreds of generated users and
+    password changes would spend minutes on it. The test server hashes with the cheapest parameters meanwhile."""
+    monkeypatch.setattr(security, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
 @pytest.fixture
@@ -194,6 +235,10 @@ def org_with_data(db: Db, server: Server) -> Iterator[OrgContext]:
     try:
         with httpx.Client(base_url=server.base_url, timeout=30, headers=org.headers()) as client:
             create_customer(client, org, contacts=[{"email": "einkauf@muster.de", "name": "Max", "is_primary": True}])
+            # A duplicate pair (one contact e-mail on both): `GET /duplicates` lists it, its links merge or dismiss it.
+            create_customer(
+                client, org, name="Muster AG", erp_customer_number="4712", contacts=[{"email": "einkauf@muster.de"}]
+            )
             create_customer(client, org, name="Zeta AG", erp_customer_number=None, billing_address=None, metadata={})
             survivor = create_customer(client, org, name="Nord GmbH", erp_customer_number="N-1")
             merged = create_customer(client, org, name="Nord G.m.b.H.", erp_customer_number="N-2")
@@ -246,10 +291,10 @@ def test_every_accepted_refusal_names_an_operation_of_the_document() -> None:
 
 @pytest.mark.parametrize("role", [Role.ADMIN, Role.VIEWER], ids=lambda role: role.value.lower())
 def test_schemathesis_with_every_check_finds_nothing(
-    role: Role, server: Server, org_with_data: OrgContext, tmp_path: Path
+    role: Role, server: Server, org_with_data: OrgContext, cheap_password_hashing: None, tmp_path: Path
 ) -> None:
     config = tmp_path / "schemathesis.toml"
-    config.write_text(schemathesis_config(org_with_data.tokens[role]))
+    config.write_text(schemathesis_config(org_with_data.tokens[role], role))
     run = subprocess.run(
         [
             str(SCHEMATHESIS),
@@ -262,6 +307,10 @@ def test_schemathesis_with_every_check_finds_nothing(
             "all",
             "--phases",
             "examples,coverage,fuzzing,stateful",
+            "--report",
+            "junit",
+            "--report-junit-path",
+            str(tmp_path / "junit.xml"),  # each operation's time, for tuning
         ],
         cwd=tmp_path,
         env={**os.environ, "SCHEMATHESIS_TELEMETRY": "false"},
@@ -271,7 +320,21 @@ def test_schemathesis_with_every_check_finds_nothing(
     )
     report = run.stdout + run.stderr
     assert run.returncode == 0, report
+    # Mostly refused: only where a refusal is accepted above. Only 401/403: only for a VIEWER, whose 403s are
+    # the contract (API.md §2) wherever it may not act.
+    accepted = {
+        refusal.operation for refusal in ACCEPTED_REFUSALS if 422 in refusal.statuses or 412 in refusal.statuses
+    }
+    assert set(_warned(report, "Schema validation mismatch")) <= accepted, report
+    assert role is Role.VIEWER or not _warned(report, "Authentication failed"), report
+    assert set(_warned(report, "Missing test data")) <= UNREACHED, report
     assert f"{len(DOCUMENT_OPERATIONS)} selected / {len(DOCUMENT_OPERATIONS)} total" in report, report
+
+
+def _warned(report: str, title: str) -> list[str]:
+    """The operations a warning of the report lists (`  - GET /api/v1/…` lines under its title)."""
+    section = report.partition(f"\n{title}")[2].partition("💡")[0]
+    return [line.strip().removeprefix("- ") for line in section.splitlines() if line.strip().startswith("- ")]
 
 
 DOCUMENT_OPERATIONS = [(method, path) for path, item in DOCUMENT["paths"].items() for method in item]

@@ -7,7 +7,8 @@ with `responses=error_responses(409)`.
 Links (OpenAPI 3.1 §4.8.20) lead a client, and schemathesis' stateful tests, from an answer to what it names:
 a created object's `id` to the operations on it (`POST /webhooks` → `/webhooks/{id}`…, `POST
 /customers/{id}/contacts` → `…/contacts/{contact_id}`), and a field `<name>_id` of an answer to the
-operations with a path parameter of that name (`merge_id` → `POST /merges/{merge_id}/undo`).
+operations with a path parameter of that name (`merge_id` → `POST /merges/{merge_id}/undo`), the first item of
+a page to the operations that read it, and the links in `BODY_LINKS` that no rule derives.
 """
 
 import json
@@ -106,6 +107,39 @@ def declare_errors(document: dict[str, Any]) -> None:
             del schemas[unused]
 
 
+# Two customers of a page, or a duplicate pair, are what a merge and a dismissal take: (method, path) of the
+# answer → link name → (method, path) of the operation and its request body.
+_PAIR = ("$response.body#/items/0/id", "$response.body#/items/1/id")
+_DUPLICATE_PAIR = ("$response.body#/items/0/customers/0/id", "$response.body#/items/0/customers/1/id")
+BODY_LINKS: dict[tuple[str, str], dict[str, tuple[str, str, dict[str, Any]]]] = {
+    ("get", "/api/v1/customers"): {
+        "MergeTheFirstTwo": (
+            "post",
+            "/api/v1/customers/merge",
+            {"survivor_id": _PAIR[0], "merged_ids": [_PAIR[1]]},
+        ),
+        "DismissTheFirstTwo": ("post", "/api/v1/duplicates/dismiss", {"customer_ids": list(_PAIR)}),
+    },
+    ("get", "/api/v1/duplicates"): {
+        "MergeTheFirstPair": (
+            "post",
+            "/api/v1/customers/merge",
+            {"survivor_id": _DUPLICATE_PAIR[0], "merged_ids": [_DUPLICATE_PAIR[1]]},
+        ),
+        "DismissTheFirstPair": ("post", "/api/v1/duplicates/dismiss", {"customer_ids": list(_DUPLICATE_PAIR)}),
+    },
+}
+
+
+def _body_links(document: dict[str, Any], method: str, path: str) -> dict[str, Any]:
+    links = {}
+    for name, (target_method, target_path, body) in BODY_LINKS.get((method, path), {}).items():
+        target = document["paths"].get(target_path, {}).get(target_method)
+        if target is not None:
+            links[name] = {"operationId": target["operationId"], "requestBody": body}
+    return links
+
+
 def _response_properties(document: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
     schema = response.get("content", {}).get("application/json", {}).get("schema", {})
     ref = schema.get("$ref", "")
@@ -130,6 +164,18 @@ def _links_from(document: dict[str, Any], path: str, method: str, properties: di
             created = target_parameters[len(own)]
             if target_parameters[: len(own)] == own and len(target_parameters) == len(own) + 1:
                 parameters = {name: f"$request.path.{name}" for name in own} | {created: "$response.body#/id"}
+        if (
+            method == "get"
+            and "items" in properties
+            and target_path.startswith(path + "/{")
+            and target_parameters == [*own, target_parameters[-1]]
+        ):
+            first_item = {name: f"$request.path.{name}" for name in own} | {
+                target_parameters[-1]: "$response.body#/items/0/id"
+            }
+            for operation in [item["get"]] if "get" in item else []:
+                links[operation["operationId"]] = {"operationId": operation["operationId"], "parameters": first_item}
+            continue
         named = [name for name in target_parameters if name.endswith("_id") and name in properties]
         if parameters is None and named and len(named) == len(target_parameters):
             parameters = {name: f"$response.body#/{name}" for name in named}
@@ -149,6 +195,7 @@ def declare_links(document: dict[str, Any]) -> None:
             for status, response in operation.get("responses", {}).items():
                 if status.startswith("2"):
                     links = _links_from(document, path, method, _response_properties(document, response))
+                    links |= _body_links(document, method, path)
                     if links:
                         response["links"] = {**response.get("links", {}), **links}
 

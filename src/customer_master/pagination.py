@@ -15,18 +15,25 @@ from customer_master.errors import ValidationFailed
 
 K = TypeVar("K")
 
-_UUID = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+UUID_PATTERN = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 SEPARATOR = "~"
 
+
+def keyset_cursor_pattern(key_pattern: str) -> str:
+    """The pattern of `encode_cursor`'s cursors whose key matches `key_pattern` (a listing with a narrower key
+    than text declares this, and its `parse_key` takes every key that matches)."""
+    return f"^{UUID_PATTERN}{SEPARATOR}{key_pattern}$"
+
+
 # A text sort key (a customer's `lower(name)`: any Unicode but U+0000, which PostgreSQL text cannot hold).
-KEYSET_CURSOR_PATTERN = f"^{_UUID}{SEPARATOR}[^\\x00]*$"
+KEYSET_CURSOR_PATTERN = keyset_cursor_pattern("[^\\x00]*")
 KEYSET_CURSOR_DESCRIPTION = (
     "Opaque: the `next_cursor` of the previous page, passed back unchanged (`<id>~<sort key>`; "
     "a value of another shape is a 422)"
 )
 
 # A timestamp sort key, as microseconds since 1970-01-01 UTC (17 digits reach the year 5138).
-TIME_CURSOR_PATTERN = f"^{_UUID}{SEPARATOR}[0-9]{{1,17}}$"
+TIME_CURSOR_PATTERN = keyset_cursor_pattern("[0-9]{1,17}")
 TIME_CURSOR_MAX_LENGTH = 36 + 1 + 17
 TIME_CURSOR_DESCRIPTION = (
     "Opaque: the `next_cursor` of the previous page, passed back unchanged (`<id>~<microseconds since 1970>`; "

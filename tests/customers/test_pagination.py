@@ -5,7 +5,11 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from customer_master import pagination
+from customer_master.errors import ValidationFailed
 from tests.conftest import Db, OrgContext, create_customer
 
 SEED_COUNT = 1000
@@ -110,3 +114,31 @@ def test_a_cursor_continues_after_its_last_row(client: httpx.Client, org: OrgCon
     assert rest.status_code == 200
     assert [item["name"] for item in rest.json()["items"]] == ["K2", "K3", "K4"]
     assert rest.json()["next_cursor"] is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(cursor=st.from_regex(pagination.KEYSET_CURSOR_PATTERN.replace("$", r"\Z")))
+def test_every_cursor_of_the_declared_shape_is_a_position(cursor: str) -> None:
+    """A schema-valid cursor is never refused (issue 14): any text key continues after where it would sort."""
+    key, row_id = pagination.decode_cursor(cursor, str)
+
+    assert pagination.encode_cursor(key, row_id).lower() == cursor.lower()
+
+
+@settings(max_examples=200, deadline=None)
+@given(cursor=st.from_regex(pagination.TIME_CURSOR_PATTERN.replace("$", r"\Z")))
+def test_every_time_cursor_of_the_declared_shape_is_a_position(cursor: str) -> None:
+    at, row_id = pagination.decode_time_cursor(cursor)
+
+    assert pagination.decode_time_cursor(pagination.encode_time_cursor(at, row_id)) == (at, row_id)
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    ["", "~x", "not-a-uuid~x", "3f2c0f9e-5a7c-4f3e-9a59-55d3b7f0c001", "3f2c0f9e-5a7c-4f3e-9a59-55d3b7f0c001~a\x00"],
+)
+def test_a_cursor_of_another_shape_is_a_422(cursor: str) -> None:
+    with pytest.raises(ValidationFailed):
+        pagination.decode_cursor(cursor, str)
+    with pytest.raises(ValidationFailed):
+        pagination.decode_time_cursor(cursor.replace("~a", "~1a"))

@@ -1,6 +1,7 @@
 """API.md §11 (pull): the org's events in commit order; cursors that never skip or repeat; waiting."""
 
 import asyncio
+import re
 import threading
 import time
 import uuid
@@ -8,8 +9,13 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from customer_master.auth.models import Role
+from customer_master.errors import ValidationFailed
+from customer_master.history.service import EVENT_TYPES_PATTERN, parse_types
 from tests.conftest import Db, OrgContext, Server, assert_error, create_customer, run_async
 
 
@@ -147,3 +153,17 @@ def test_a_cursor_older_than_the_retention_is_gone(client: httpx.Client, org: Or
     assert [e["data"]["changes"]["erp_customer_number"]["to"] for e in kept] == ["2"]
     assert_error(client.get("/api/v1/events?after=0", headers=org.headers()), 410, "GONE")
     assert [e["type"] for e in walk(client, org, str(old_end))] == ["customer.created"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(types=st.from_regex(EVENT_TYPES_PATTERN.replace("$", r"\Z")))
+def test_every_types_value_of_the_declared_pattern_is_taken(types: str) -> None:
+    """The OpenAPI document's `types` pattern (from ENTRY_TYPES) says exactly what `parse_types` takes."""
+    assert parse_types(types) is not None
+
+
+@pytest.mark.parametrize("types", ["", "0", "customer", "customer.", "customer.mer.*", "*", ".*", "customer.created,"])
+def test_a_types_value_outside_the_pattern_is_a_422(types: str) -> None:
+    assert re.fullmatch(EVENT_TYPES_PATTERN, types) is None
+    with pytest.raises(ValidationFailed):
+        parse_types(types)
