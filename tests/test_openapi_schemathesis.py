@@ -68,18 +68,6 @@ ACCEPTED_REFUSALS = (
         "`default_language`: whether a BCP 47 subtag is registered is not expressible (the tag's shape is declared)",
     ),
     AcceptedRefusal(
-        "GET /api/v1/webhooks/{id}/deliveries",
-        (422,),
-        "PENDING in webhooks/: its cursor still parses an ISO timestamp from the text key that the declared "
-        "pattern allows; `pagination.encode_time_cursor`/`decode_time_cursor`/`TIME_CURSOR_PATTERN` end this",
-    ),
-    AcceptedRefusal(
-        "GET /api/v1/duplicates",
-        (422,),
-        "PENDING in duplicates/: its cursor's key (`<score>|<id>`) is narrower than the declared text pattern; "
-        "a pattern of its own (`pagination.keyset_cursor_pattern`) ends this",
-    ),
-    AcceptedRefusal(
         "GET /api/v1/events",
         (422,),
         "`after` beyond the feed's end is a 422 by decision (such a cursor would skip the events still to come); "

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from customer_master.auth.models import Role, UserStatus
 from customer_master.schemas import Email, NotNull, StrictModel
 
-Password = Annotated[str, Field(min_length=12, max_length=1024)]
+Password = Annotated[str, Field(min_length=12, max_length=256)]
 PersonName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
 
 

@@ -26,8 +26,8 @@ async def list_duplicates(
         str | None,
         Query(
             min_length=1,
-            max_length=2000,
-            pattern=pagination.KEYSET_CURSOR_PATTERN,
+            max_length=service.CURSOR_MAX_LENGTH,
+            pattern=service.CURSOR_PATTERN,
             description=pagination.KEYSET_CURSOR_DESCRIPTION,
         ),
     ] = None,

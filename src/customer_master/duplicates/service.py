@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from customer_master import pagination
 from customer_master.auth.tenancy import OrgId
 from customer_master.customers.service import customer_not_found
 from customer_master.detection import scoring, signals
@@ -166,9 +167,14 @@ class After:
     high: uuid.UUID
 
 
+# Every string of this shape is a position (a score above 1 lies before every pair).
+CURSOR_PATTERN = pagination.keyset_cursor_pattern(rf"[0-9]{{1,5}}\|{pagination.UUID_PATTERN}")
+CURSOR_MAX_LENGTH = 36 + 1 + 5 + 1 + 36
+
+
 def _parse_key(key: str) -> tuple[int, uuid.UUID]:
     score, _, low = key.partition("|")
-    if not score.isascii() or not score.isdigit() or not 0 <= int(score) <= SCALE:
+    if not score.isascii() or not score.isdigit():
         raise ValueError
     return int(score), uuid.UUID(low)
 

@@ -64,10 +64,9 @@ async def list_deliveries(
     cursor: Annotated[
         str | None,
         Query(
-            min_length=1,
-            max_length=200,
-            pattern=pagination.KEYSET_CURSOR_PATTERN,
-            description=pagination.KEYSET_CURSOR_DESCRIPTION,
+            max_length=pagination.TIME_CURSOR_MAX_LENGTH,
+            pattern=pagination.TIME_CURSOR_PATTERN,
+            description=pagination.TIME_CURSOR_DESCRIPTION,
         ),
     ] = None,
 ) -> dict[str, object]:

@@ -11,7 +11,6 @@
 """
 
 import uuid
-from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,7 +20,7 @@ from customer_master.db.session import driver_connection
 from customer_master.errors import Gone, NotFound, ValidationFailed
 from customer_master.history import repository as history_repository
 from customer_master.history.service import parse_sequence_cursor
-from customer_master.pagination import decode_cursor, encode_cursor
+from customer_master.pagination import decode_time_cursor, encode_time_cursor
 from customer_master.webhooks import addresses, repository
 from customer_master.webhooks.schemas import (
     Delivery,
@@ -156,8 +155,8 @@ async def list_deliveries(
     conn = await driver_connection(session)
     if await repository.get_endpoint(conn, org_id, webhook_id) is None:
         raise NotFound(NO_SUCH_WEBHOOK)
-    before = decode_cursor(cursor, datetime.fromisoformat) if cursor else None
+    before = decode_time_cursor(cursor) if cursor else None
     rows = await repository.deliveries(conn, org_id, webhook_id, before=before, limit=limit + 1)
     items = [Delivery(**dict(row)) for row in rows[:limit]]
     last = items[-1] if len(rows) > limit else None
-    return items, encode_cursor(last.created_at.isoformat(), last.id) if last else None
+    return items, encode_time_cursor(last.created_at, last.id) if last else None
