@@ -7,13 +7,13 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, StringConstraints, field_validator
 
 from customer_master.errors import ValidationFailed
-from customer_master.history.service import parse_types
-from customer_master.schemas import StrictModel
+from customer_master.history.service import EVENT_TYPE_PATTERN, parse_types
+from customer_master.schemas import NotNull, StrictModel
 
 Url = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
 Description = Annotated[str, StringConstraints(max_length=500)]
 EventTypes = Annotated[
-    list[Annotated[str, StringConstraints(min_length=1, max_length=100)]],
+    list[Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=EVENT_TYPE_PATTERN)]],
     Field(min_length=1, max_length=50, description="Exact event types or `prefix.*`; null: every type"),
 ]
 
@@ -46,10 +46,10 @@ class WebhookCreate(StrictModel):
 class WebhookPatch(StrictModel):
     """A JSON merge patch: only the fields sent change (`types: null` means every type)."""
 
-    url: Url | None = None
+    url: NotNull[Url] = None
     types: EventTypes | None = None
     description: Description | None = None
-    status: Literal["ACTIVE", "DISABLED"] | None = Field(
+    status: NotNull[Literal["ACTIVE", "DISABLED"]] = Field(
         default=None, description="ACTIVE also resumes a FAILING endpoint where it stopped"
     )
 
@@ -57,13 +57,6 @@ class WebhookPatch(StrictModel):
     @classmethod
     def _known_types(cls, types: list[str] | None) -> list[str] | None:
         return checked_types(types)
-
-    @field_validator("url", "status")
-    @classmethod
-    def _not_null(cls, value: str | None) -> str:
-        if value is None:
-            raise ValueError("may not be null")
-        return value
 
 
 class Webhook(BaseModel):
