@@ -68,6 +68,36 @@ SELECT current_setting('server_encoding') AS encoding,
        array_agg(array_to_string(trigrams, ',') ORDER BY id) FILTER (WHERE NOT printable) AS other_trigrams
   FROM named"""
 
+
+def decode_load(row: Any) -> tuple[Any, Any, Any, Any]:
+    """The row of `LOAD` as arrays: the customers' ids (sorted), their trigram counts, and one (row, code)
+    pair per trigram (`rows`, `codes`, int32). Detection's name index and the duplicates' name sets read it."""
+    if row["encoding"] != "UTF8":
+        # show_trgm prints a trigram of non-ASCII letters as its bytes unless the encoding is multi-byte.
+        raise RuntimeError(f"names need a UTF8 database, not {row['encoding']}")
+    ids = np.frombuffer(row["ids"] or b"", dtype="S16")
+    sizes = np.frombuffer(row["sizes"] or b"", dtype=">i4").astype(np.int32)
+    packed = np.frombuffer(row["packed"] or b"", dtype=np.uint8).reshape(-1, 3).astype(np.int32)
+    codes = (packed[:, 0] << 16) | (packed[:, 1] << 8) | packed[:, 2]
+    packed_rows = np.ones(len(ids), dtype=bool)
+    other_codes: list[int] = []
+    other_rows: list[int] = []
+    if row["other_ids"]:
+        positions = np.searchsorted(ids, np.array([i.bytes for i in row["other_ids"]], dtype="S16"))
+        packed_rows[positions] = False
+        for position, text in zip(positions.tolist(), row["other_trigrams"], strict=True):
+            trigrams = trigram_codes(text.split(","))
+            other_codes.extend(trigrams)
+            other_rows.extend([position] * len(trigrams))
+    rows = np.repeat(np.flatnonzero(packed_rows).astype(np.int32), sizes[packed_rows])
+    return (
+        ids,
+        sizes,
+        np.concatenate([rows, np.array(other_rows, dtype=np.int32)]),
+        np.concatenate([codes, np.array(other_codes, dtype=np.int32)]),
+    )
+
+
 # The current version and, for each step after the copy's, the customers it changed with their current
 # trigrams (NULL when deleted or merged away: a tombstone is no name; brought back by an undo, it is one
 # again) — at most $3 rows: more are not caught up on but loaded anew.
@@ -141,32 +171,8 @@ class OrgNames:
     @classmethod
     def from_load(cls, row: Any) -> "OrgNames":
         """From the row of `LOAD`."""
-        if row["encoding"] != "UTF8":
-            # show_trgm prints a trigram of non-ASCII letters as its bytes unless the encoding is multi-byte.
-            raise RuntimeError(f"detection needs a UTF8 database, not {row['encoding']}")
-        ids = np.frombuffer(row["ids"] or b"", dtype="S16")
-        sizes = np.frombuffer(row["sizes"] or b"", dtype=">i4").astype(np.int32)
-        packed = np.frombuffer(row["packed"] or b"", dtype=np.uint8).reshape(-1, 3).astype(np.int32)
-        codes = (packed[:, 0] << 16) | (packed[:, 1] << 8) | packed[:, 2]
-        packed_rows = np.ones(len(ids), dtype=bool)
-        other_codes: list[int] = []
-        other_rows: list[int] = []
-        if row["other_ids"]:
-            positions = np.searchsorted(ids, np.array([i.bytes for i in row["other_ids"]], dtype="S16"))
-            packed_rows[positions] = False
-            for position, text in zip(positions.tolist(), row["other_trigrams"], strict=True):
-                trigrams = trigram_codes(text.split(","))
-                other_codes.extend(trigrams)
-                other_rows.extend([position] * len(trigrams))
-        rows = np.repeat(np.flatnonzero(packed_rows).astype(np.int32), sizes[packed_rows])
-        return cls(
-            row["epoch"],
-            row["version"],
-            ids,
-            sizes,
-            np.concatenate([codes, np.array(other_codes, dtype=np.int32)]),
-            np.concatenate([rows, np.array(other_rows, dtype=np.int32)]),
-        )
+        ids, sizes, rows, codes = decode_load(row)
+        return cls(row["epoch"], row["version"], ids, sizes.astype(np.int32), codes, rows)
 
     def apply(self, version: int, changed: dict[bytes, frozenset[int] | None]) -> None:
         """Catch up to `version`: `changed` maps each changed customer to its trigram codes (None: deleted)."""

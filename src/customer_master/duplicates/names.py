@@ -267,31 +267,9 @@ def _chunks(groups: IntArray, cost: IntArray, chunk: int) -> list[IntArray]:
 
 
 def name_set_from_load(row: Any) -> OrgNameSet:
-    """From the row of `repository.LOAD_NAMES` (the packing of detection's `name_index.LOAD`)."""
-    if row["encoding"] != "UTF8":
-        raise RuntimeError(f"duplicates need a UTF8 database, not {row['encoding']}")
-    ids = np.frombuffer(row["ids"] or b"", dtype="S16")
-    sizes = np.frombuffer(row["sizes"] or b"", dtype=">i4").astype(np.int64)
-    packed = np.frombuffer(row["packed"] or b"", dtype=np.uint8).reshape(-1, 3).astype(np.int64)
-    codes = (packed[:, 0] << 16) | (packed[:, 1] << 8) | packed[:, 2]
-    packed_rows = np.ones(len(ids), dtype=bool)
-    other_codes: list[int] = []
-    other_rows: list[int] = []
-    if row["other_ids"]:
-        positions = np.searchsorted(ids, np.array([i.bytes for i in row["other_ids"]], dtype="S16"))
-        packed_rows[positions] = False
-        for position, text in zip(positions.tolist(), row["other_trigrams"], strict=True):
-            trigrams = name_index.trigram_codes(text.split(","))
-            other_codes.extend(trigrams)
-            other_rows.extend([position] * len(trigrams))
-    rows = np.repeat(np.flatnonzero(packed_rows), sizes[packed_rows])
-    return OrgNameSet(
-        row["epoch"],
-        row["version"],
-        ids,
-        np.concatenate([rows, np.array(other_rows, dtype=np.int64)]),
-        np.concatenate([codes, np.array(other_codes, dtype=np.int64)]),
-    )
+    """From the row of detection's `name_index.LOAD` (the same packing, decoded by the same function)."""
+    ids, _, rows, codes = name_index.decode_load(row)
+    return OrgNameSet(row["epoch"], row["version"], ids, rows.astype(np.int64), codes.astype(np.int64))
 
 
 @dataclass

@@ -13,27 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from customer_master.auth.tenancy import OrgId
 from customer_master.db.session import driver_connection
+from customer_master.detection import name_index
 
 NAME_VERSION = "SELECT version, epoch FROM customer_name_version WHERE org_id = $1"
 
-# The org's live customers (ordered by id) with their name keys' trigrams, packed as detection's
-# `name_index.LOAD` packs them, and the name version of the same snapshot.
-LOAD_NAMES = """
-WITH named AS MATERIALIZED (
-  SELECT id, trigrams, packed, octet_length(packed) = 3 * cardinality(trigrams) AS printable
-    FROM (SELECT id, trigrams, convert_to(array_to_string(trigrams, ''), 'UTF8') AS packed
-            FROM (SELECT c.id, show_trgm(c.name_key) AS trigrams FROM customer c
-                   WHERE c.org_id = $1 AND c.merged_into IS NULL OFFSET 0) AS k
-          OFFSET 0) AS t)
-SELECT current_setting('server_encoding') AS encoding,
-       coalesce((SELECT version FROM customer_name_version WHERE org_id = $1), 0) AS version,
-       (SELECT epoch FROM customer_name_version WHERE org_id = $1) AS epoch,
-       string_agg(uuid_send(id), ''::bytea ORDER BY id) AS ids,
-       string_agg(int4send(cardinality(trigrams)), ''::bytea ORDER BY id) AS sizes,
-       string_agg(packed, ''::bytea ORDER BY id) FILTER (WHERE printable) AS packed,
-       array_agg(id ORDER BY id) FILTER (WHERE NOT printable) AS other_ids,
-       array_agg(array_to_string(trigrams, ',') ORDER BY id) FILTER (WHERE NOT printable) AS other_trigrams
-  FROM named"""
 
 # Contact e-mails and (non-public) domains that several customers share, with their customers (a customer may
 # come twice in a domain's list; the service counts them). Grouped as text: every write path stores e-mails
@@ -58,12 +41,12 @@ async def name_version(session: AsyncSession, org_id: OrgId) -> tuple[int, uuid.
 
 
 async def load_names(session: AsyncSession, org_id: OrgId) -> Any:
-    """The row of `LOAD_NAMES`."""
+    """The row of detection's `name_index.LOAD`: the org's live names as trigrams, and their version."""
     conn = await driver_connection(session)
     # One statement, one snapshot. Its cost passes jit_above_cost at ~100,000 names; compiling costs more
     # than it saves. The sorts of 16-byte ids fit in 64 MB up to a few million names.
     await conn.execute("SELECT set_config('jit', 'off', true), set_config('work_mem', '64MB', true)")
-    return await conn.fetchrow(LOAD_NAMES, org_id)
+    return await conn.fetchrow(name_index.LOAD, org_id)
 
 
 async def shared_contact_values(session: AsyncSession, org_id: OrgId, public_domains: Sequence[str]) -> list[Any]:
