@@ -13,7 +13,14 @@ from customer_master.schemas import NotNull, StrictModel
 Url = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
 Description = Annotated[str, StringConstraints(max_length=500)]
 EventTypes = Annotated[
-    list[Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=EVENT_TYPE_PATTERN)]],
+    # The pattern (from ENTRY_TYPES) for the document; `checked_types` refuses with the list of known types.
+    list[
+        Annotated[
+            str,
+            StringConstraints(min_length=1, max_length=100),
+            Field(json_schema_extra={"pattern": EVENT_TYPE_PATTERN}),
+        ]
+    ],
     Field(min_length=1, max_length=50, description="Exact event types or `prefix.*`; null: every type"),
 ]
 
