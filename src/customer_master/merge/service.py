@@ -47,10 +47,9 @@ def _fields(row: asyncpg.Record) -> dict[str, Any]:
 
 
 @dataclass
-class MergePlan:
-    """What a merge writes: the survivor's fields, and which contacts go, move, or change."""
+class ContactPlan:
+    """What a merge does to the contacts: which go, move to the survivor, or change (name, primary)."""
 
-    fields: dict[str, Any]
     dropped_contacts: list[uuid.UUID] = field(default_factory=list)
     moved_contacts: list[uuid.UUID] = field(default_factory=list)
     changed_contacts: list[tuple[uuid.UUID, str | None, bool]] = field(default_factory=list)
@@ -84,15 +83,15 @@ def merged_fields(customers: dict[uuid.UUID, dict[str, Any]], request: MergeRequ
     return result
 
 
-def united_contacts(contacts: list[asyncpg.Record], request: MergeRequest) -> MergePlan:
+def united_contacts(contacts: list[asyncpg.Record], request: MergeRequest) -> ContactPlan:
     """Contacts united by e-mail (stored lower-case): per e-mail the survivor's contact, else the first merged
     customer's, stays, a null name filled from the others; the survivor's primary stays primary, else the
-    first merged customer's primary (its e-mail's kept contact) becomes it. The plan's `fields` are empty."""
+    first merged customer's primary (its e-mail's kept contact) becomes it."""
     by_customer: dict[uuid.UUID, list[asyncpg.Record]] = {}
     for contact in contacts:
         by_customer.setdefault(contact["customer_id"], []).append(contact)
     kept: dict[str, dict[str, Any]] = {}
-    plan = MergePlan(fields={})
+    plan = ContactPlan()
     primary_email: str | None = None
     for customer_id in (request.survivor_id, *request.merged_ids):
         for contact in by_customer.get(customer_id, ()):
@@ -154,16 +153,16 @@ async def merge_customers(
                 where, f"customer {customer_id} is merged into {rows[customer_id]['merged_into']}"
             )
     plan = united_contacts(await repository.select_contacts(conn, org_id, ids), request)
-    plan.fields = merged_fields({i: _fields(row) for i, row in rows.items()}, request)
+    fields = merged_fields({i: _fields(row) for i, row in rows.items()}, request)
     merge_id = uuid.uuid4()
     if not request.dry_run:
-        await _write(session, conn, org_id, merge_id, request, plan, actor, request_id)
+        await _write(session, conn, org_id, merge_id, request, fields, plan, actor, request_id)
         document = await get_customer(session, org_id, request.survivor_id)
         return MergeResult(merge_id=merge_id, customer=document.customer, merged_ids=request.merged_ids, dry_run=False)
     # Exactly what the merge would write, read back, then rolled back.
     savepoint = await session.begin_nested()
     try:
-        await _write(session, conn, org_id, merge_id, request, plan, actor, request_id)
+        await _write(session, conn, org_id, merge_id, request, fields, plan, actor, request_id)
         document = await get_customer(session, org_id, request.survivor_id)
     finally:
         await savepoint.rollback()
@@ -176,7 +175,8 @@ async def _write(
     org_id: OrgId,
     merge_id: uuid.UUID,
     request: MergeRequest,
-    plan: MergePlan,
+    fields: dict[str, Any],
+    plan: ContactPlan,
     actor: Actor,
     request_id: str | None,
 ) -> None:
@@ -188,7 +188,7 @@ async def _write(
     await repository.move_contacts(conn, org_id, survivor, plan.moved_contacts)
     await repository.set_contacts(conn, org_id, plan.changed_contacts)
     await repository.make_tombstones(conn, org_id, survivor, merged)
-    await repository.update_survivor(conn, org_id, survivor, plan.fields)
+    await repository.update_survivor(conn, org_id, survivor, fields)
     await repository.note_survivor_merged(conn, org_id, survivor, merged)
 
 
