@@ -167,6 +167,16 @@ def serves(data_dir: Path) -> Iterator[list[Serve]]:
         serve.kill()
 
 
+def accepts_connections(pgdata: Path) -> bool:
+    """Whether the server's postmaster.pid says `ready`: it writes its socket and port into the file while
+    it starts, so a file that merely exists may not name them yet."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+    except OSError:
+        return False
+    return len(lines) >= 8 and lines[7].strip() == "ready"
+
+
 def database_url(pgdata: Path) -> str:
     """The customer_master database of the running embedded server, from its postmaster.pid."""
     lines = (pgdata / "postmaster.pid").read_text().splitlines()
@@ -464,7 +474,7 @@ def test_sigterm_to_a_cli_import_rolls_it_back_and_stops_the_postgresql_it_was_t
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 30
-        while not (pgdata / "postmaster.pid").exists() or not postgres_processes(pgdata):
+        while not accepts_connections(pgdata) or not postgres_processes(pgdata):
             assert time.monotonic() < deadline, "the import did not start PostgreSQL"
             time.sleep(0.05)
         run_async(until_importing(pgdata, cli_import))
