@@ -31,6 +31,12 @@ from sqlalchemy.orm import Mapped, mapped_column
 from customer_master.db.base import Base, TimestampMixin
 
 
+def customer_reference(column: str, name: str) -> ForeignKeyConstraint:
+    """`column` names a customer of the row's own org, (org_id, column) → customer (org_id, id), and the row
+    goes with that customer (ON DELETE CASCADE)."""
+    return ForeignKeyConstraint(["org_id", column], ["customer.org_id", "customer.id"], name=name, ondelete="CASCADE")
+
+
 class Customer(TimestampMixin, Base):
     __tablename__ = "customer"
     __table_args__ = (
@@ -100,12 +106,7 @@ class Contact(TimestampMixin, Base):
     __tablename__ = "customer_contact"
     __table_args__ = (
         PrimaryKeyConstraint("org_id", "id", name="customer_contact_pkey"),
-        ForeignKeyConstraint(
-            ["org_id", "customer_id"],
-            ["customer.org_id", "customer.id"],
-            name="fk_customer_contact_customer",
-            ondelete="CASCADE",
-        ),
+        customer_reference("customer_id", "fk_customer_contact_customer"),
         UniqueConstraint("org_id", "customer_id", "email", name="uq_contact_customer_email"),
         Index("uq_contact_one_primary", "org_id", "customer_id", unique=True, postgresql_where="is_primary"),
         Index("idx_customer_contact_email", "org_id", "email"),
@@ -133,12 +134,7 @@ class CustomerErpAlias(Base):
     __tablename__ = "customer_erp_alias"
     __table_args__ = (
         PrimaryKeyConstraint("org_id", "erp_customer_number", name="customer_erp_alias_pkey"),
-        ForeignKeyConstraint(
-            ["org_id", "customer_id"],
-            ["customer.org_id", "customer.id"],
-            name="fk_customer_erp_alias_customer",
-            ondelete="CASCADE",
-        ),
+        customer_reference("customer_id", "fk_customer_erp_alias_customer"),
         Index("ix_customer_erp_alias_customer", "org_id", "customer_id"),
     )
 

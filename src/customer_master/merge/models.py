@@ -11,7 +11,6 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
-    ForeignKeyConstraint,
     Index,
     PrimaryKeyConstraint,
     func,
@@ -20,6 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
+from customer_master.customers.models import customer_reference
 from customer_master.db.base import Base
 from customer_master.history.models import Xid8
 
@@ -52,18 +52,8 @@ class DuplicateDismissal(Base):
     __table_args__ = (
         PrimaryKeyConstraint("org_id", "customer_low", "customer_high", name="duplicate_dismissal_pkey"),
         CheckConstraint("customer_low < customer_high", name="order"),
-        ForeignKeyConstraint(
-            ["org_id", "customer_low"],
-            ["customer.org_id", "customer.id"],
-            name="fk_duplicate_dismissal_low",
-            ondelete="CASCADE",
-        ),
-        ForeignKeyConstraint(
-            ["org_id", "customer_high"],
-            ["customer.org_id", "customer.id"],
-            name="fk_duplicate_dismissal_high",
-            ondelete="CASCADE",
-        ),
+        customer_reference("customer_low", "fk_duplicate_dismissal_low"),
+        customer_reference("customer_high", "fk_duplicate_dismissal_high"),
         Index("ix_duplicate_dismissal_high", "org_id", "customer_high"),
     )
 
