@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 # models' module); tests/test_cli.py checks that they are the same.
 RoleName = Literal["VIEWER", "OPS", "INTEGRATOR", "ADMIN"]
 
+# The options that several commands take, declared once.
+OrgOption = Annotated[str, typer.Option("--org", help="The org's slug")]
+RoleOption = Annotated[RoleName, typer.Option("--role", help="VIEWER, OPS, INTEGRATOR or ADMIN", case_sensitive=False)]
+
 T = TypeVar("T")
 
 app = typer.Typer(
@@ -227,13 +231,11 @@ def org_create(
     admin_password: Annotated[str | None, typer.Option(help="At least 12 characters; generated when left out")] = None,
 ) -> None:
     """Create an org with its first ADMIN user."""
-    from customer_master.auth import security
     from customer_master.auth import service as auth_service
     from customer_master.auth.models import Role
     from customer_master.auth.tenancy import OrgId
 
-    password = admin_password or security.generate_password()
-    admin = _user_or_fail(email=admin_email, name=None, role=Role.ADMIN, password=password)
+    admin, generated = _new_user(email=admin_email, name=None, role=Role.ADMIN, password=admin_password)
 
     async def work(session: AsyncSession) -> str:
         org = await auth_service.create_org(session, slug, name)
@@ -242,25 +244,22 @@ def org_create(
 
     org_id = in_transaction(database_url(), work)
     typer.echo(f"org {slug} created (id {org_id}); admin {admin.email}")
-    if admin_password is None:
-        typer.echo(f"password: {password}")
+    _echo_generated(generated)
 
 
 @user_app.command("create")
 def user_create(
-    org: Annotated[str, typer.Option(help="The org's slug")],
+    org: OrgOption,
     email: Annotated[str, typer.Option(help="The user's e-mail (login)")],
-    role: Annotated[RoleName, typer.Option(help="VIEWER, OPS, INTEGRATOR or ADMIN", case_sensitive=False)],
+    role: RoleOption,
     name: Annotated[str | None, typer.Option(help="Display name")] = None,
     password: Annotated[str | None, typer.Option(help="At least 12 characters; generated when left out")] = None,
 ) -> None:
     """Create a user in an org."""
-    from customer_master.auth import security
     from customer_master.auth import service as auth_service
     from customer_master.auth.models import Role
 
-    chosen = password or security.generate_password()
-    data = _user_or_fail(email=email, name=name, role=Role(role), password=chosen)
+    data, generated = _new_user(email=email, name=name, role=Role(role), password=password)
 
     async def work(session: AsyncSession) -> str:
         org_id = await auth_service.org_id_by_slug(session, org)
@@ -268,15 +267,14 @@ def user_create(
 
     user_id = in_transaction(database_url(), work)
     typer.echo(f"user {data.email} created in {org} as {data.role.value} (id {user_id})")
-    if password is None:
-        typer.echo(f"password: {chosen}")
+    _echo_generated(generated)
 
 
 @token_app.command("create")
 def token_create(
-    org: Annotated[str, typer.Option(help="The org's slug")],
+    org: OrgOption,
     name: Annotated[str, typer.Option(help="What the token is for, e.g. erp-nightly")],
-    role: Annotated[RoleName, typer.Option(help="VIEWER, OPS, INTEGRATOR or ADMIN", case_sensitive=False)],
+    role: RoleOption,
 ) -> None:
     """Create an API token; it is printed once and stored only as a hash."""
     from customer_master.auth import service as auth_service
@@ -299,7 +297,7 @@ def token_create(
 @app.command("import")
 def import_customers(
     file: Annotated[Path, typer.Argument(help="The CSV file (UTF-8 or Windows-1252; ',', ';' or tab)")],
-    org: Annotated[str, typer.Option(help="The org's slug")],
+    org: OrgOption,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and count, write nothing")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout")] = False,
 ) -> None:
@@ -312,7 +310,7 @@ def import_customers(
 
 @app.command("export")
 def export_customers(
-    org: Annotated[str, typer.Option(help="The org's slug")],
+    org: OrgOption,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write here instead of stdout")] = None,
     delimiter: Annotated[str, typer.Option(help="',' (default), ';' or a tab")] = ",",
 ) -> None:
@@ -324,7 +322,7 @@ def export_customers(
 
 @app.command()
 def detect(
-    org: Annotated[str, typer.Option(help="The org's slug")],
+    org: OrgOption,
     from_email: Annotated[str | None, typer.Option(help="The sender, e.g. '\"Max\" <einkauf@muster.de>'")] = None,
     text_file: Annotated[Path | None, typer.Option(help="The order's text ('-' reads standard input)")] = None,
     name: Annotated[str | None, typer.Option(help="A company name, compared instead of the text's first lines")] = None,
@@ -352,7 +350,7 @@ def detect(
 
 @app.command()
 def merge(
-    org: Annotated[str, typer.Option(help="The org's slug")],
+    org: OrgOption,
     survivor: Annotated[str, typer.Option(help="The id of the customer that stays")],
     merged: Annotated[list[str], typer.Argument(help="The ids of the customers merged into it, in order")],
     pick: Annotated[
@@ -397,15 +395,25 @@ def _read_text(path: Path) -> str:
         return raw.decode("cp1252", errors="replace")
 
 
-def _user_or_fail(email: str, name: str | None, role: Role, password: str) -> UserCreate:
-    """A user's fields checked with the API's rules before the database is touched."""
+def _new_user(email: str, name: str | None, role: Role, password: str | None) -> tuple[UserCreate, str | None]:
+    """A user's fields checked with the API's rules before the database is touched, and the password
+    generated for them when none was given (None otherwise), for `_echo_generated` once the user exists."""
+    from customer_master.auth import security
     from customer_master.auth.schemas import UserCreate
 
+    chosen = password or security.generate_password()
     try:
-        return UserCreate(email=email, name=name, role=role, password=password)
+        data = UserCreate(email=email, name=name, role=role, password=chosen)
     except ValidationError as exc:
         fail(_describe(exc))
         raise
+    return data, chosen if password is None else None
+
+
+def _echo_generated(password: str | None) -> None:
+    """A generated password, printed this once: only its hash is stored."""
+    if password is not None:
+        typer.echo(f"password: {password}")
 
 
 def _describe(exc: ValidationError) -> str:
