@@ -2,42 +2,30 @@
 create an API token (shown once) and revoke it."""
 
 import uuid
-from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from customer_master.auth import service as auth_service
 from customer_master.auth.models import Role, UserStatus
 from customer_master.auth.schemas import ApiTokenCreate, UserCreate, UserPatch
-from customer_master.auth.tenancy import Principal
 from customer_master.deps import SessionDep
 from customer_master.errors import AppError, Forbidden
-from customer_master.web.core import CsrfChecked, FieldErrors, WebRoute, errors_of, form_text, redirect, render
+from customer_master.web.core import CsrfChecked, ListPage, WebRoute, errors_of, form_text, redirect, status_of
 from customer_master.web.deps import WebAdmin
 from customer_master.web.i18n import gettext_for
 
 router = APIRouter(route_class=WebRoute)
 ROLES = [role.value for role in Role]
-
-
-async def _users_page(
-    request: Request,
-    session: AsyncSession,
-    principal: Principal,
-    status: int = 200,
-    errors: FieldErrors | None = None,
-    **extra: Any,
-) -> Response:
-    users = await auth_service.list_users(session, principal.org_id)
-    context = {"users": users, "roles": ROLES, "values": {"role": "OPS"}, "errors": errors or {}, **extra}
-    return render(request, "admin/users.html", context, status=status)
+USERS = ListPage("admin/users.html", "users", auth_service.list_users, defaults={"role": "OPS"}, fixed={"roles": ROLES})
+TOKENS = ListPage(
+    "admin/tokens.html", "tokens", auth_service.list_api_tokens, defaults={"role": "INTEGRATOR"}, fixed={"roles": ROLES}
+)
 
 
 @router.get("/admin/users")
 async def users_page(request: Request, session: SessionDep, principal: WebAdmin) -> Response:
-    return await _users_page(request, session, principal)
+    return await USERS.render(request, session, principal)
 
 
 @router.post("/admin/users", dependencies=[CsrfChecked])
@@ -51,11 +39,10 @@ async def create_user(request: Request, session: SessionDep, principal: WebAdmin
         async with session.begin_nested():  # refused (the e-mail is taken): nothing written, the form again
             user = await auth_service.create_user(session, principal.org_id, data)
     except (ValidationError, AppError) as exc:
-        status = exc.status if isinstance(exc, AppError) else 422
-        return await _users_page(request, session, principal, status, errors_of(exc), values=values)
+        return await USERS.render(request, session, principal, status_of(exc), errors_of(exc), values=values)
     _ = gettext_for(request)
     message = _("User %(email)s created with role %(role)s.") % {"email": user.email, "role": user.role}
-    return await _users_page(request, session, principal, message=message)
+    return await USERS.render(request, session, principal, message=message)
 
 
 @router.post("/admin/users/{user_id}", dependencies=[CsrfChecked])
@@ -71,27 +58,14 @@ async def update_user(request: Request, user_id: uuid.UUID, session: SessionDep,
     try:
         patch = UserPatch.model_validate(changes)
     except ValidationError as exc:
-        return await _users_page(request, session, principal, 422, errors_of(exc))
+        return await USERS.render(request, session, principal, 422, errors_of(exc))
     user = await auth_service.update_user(session, principal.org_id, user_id, patch)
     message = _("%(email)s: role %(role)s, %(status)s.") % {
         "email": user.email,
         "role": user.role,
         "status": _("active") if user.status == UserStatus.ACTIVE else _("disabled"),
     }
-    return await _users_page(request, session, principal, message=message)
-
-
-async def _tokens_page(
-    request: Request,
-    session: AsyncSession,
-    principal: Principal,
-    status: int = 200,
-    errors: FieldErrors | None = None,
-    **extra: Any,
-) -> Response:
-    tokens = await auth_service.list_api_tokens(session, principal.org_id)
-    context = {"tokens": tokens, "roles": ROLES, "values": {"role": "INTEGRATOR"}, "errors": errors or {}, **extra}
-    return render(request, "admin/tokens.html", context, status=status)
+    return await USERS.render(request, session, principal, message=message)
 
 
 @router.get("/admin/tokens")
@@ -99,7 +73,7 @@ async def tokens_page(
     request: Request, session: SessionDep, principal: WebAdmin, revoked: str | None = None
 ) -> Response:
     _ = gettext_for(request)
-    return await _tokens_page(request, session, principal, message=_("The token was revoked.") if revoked else None)
+    return await TOKENS.render(request, session, principal, message=_("The token was revoked.") if revoked else None)
 
 
 @router.post("/admin/tokens", dependencies=[CsrfChecked])
@@ -110,9 +84,9 @@ async def create_token(request: Request, session: SessionDep, principal: WebAdmi
     try:
         data = ApiTokenCreate.model_validate(values)
     except ValidationError as exc:
-        return await _tokens_page(request, session, principal, 422, errors_of(exc), values=values)
+        return await TOKENS.render(request, session, principal, 422, errors_of(exc), values=values)
     row, token = await auth_service.create_api_token(session, principal.org_id, data)
-    return await _tokens_page(request, session, principal, created=row, created_token=token)
+    return await TOKENS.render(request, session, principal, created=row, created_token=token)
 
 
 @router.post("/admin/tokens/{token_id}/revoke", dependencies=[CsrfChecked])

@@ -9,7 +9,8 @@ import hashlib
 import hmac
 import secrets
 import uuid
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from customer_master.auth.models import ADMIN_ROLES, WRITER_ROLES
-from customer_master.auth.tenancy import Principal
+from customer_master.auth.tenancy import OrgId, Principal
 from customer_master.db.faults import is_connection_lost
 from customer_master.deps import run_in_function_scope
 from customer_master.errors import AppError, AuthRequired, Forbidden, NotFound, ServiceUnavailable, field_errors
@@ -331,6 +333,39 @@ def errors_of(exc: AppError | ValidationError, prefix: str = "") -> FieldErrors:
     else:
         add_error(errors, None, exc.message)
     return errors
+
+
+def status_of(exc: AppError | ValidationError) -> int:
+    """The status of a form sent back with its errors: the error's own, 422 for values the schema refused."""
+    return exc.status if isinstance(exc, AppError) else 422
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """A page that lists the org's objects above the form that adds one (users, API tokens, webhooks).
+
+    Shown as it is, again with the form's errors and the values sent (`values=`), or with what was just done
+    (`message=`, `created=`, …: every keyword goes to the template).
+    """
+
+    template: str
+    name: str  # the list's name in the template
+    load: Callable[[AsyncSession, OrgId], Awaitable[Sequence[Any]]]
+    defaults: Mapping[str, str]  # the form's values before anything is sent
+    fixed: Mapping[str, Any] = field(default_factory=dict)  # what else the template needs, the same each time
+
+    async def render(
+        self,
+        request: Request,
+        session: AsyncSession,
+        principal: Principal,
+        status: int = 200,
+        errors: FieldErrors | None = None,
+        **extra: Any,
+    ) -> Response:
+        items = await self.load(session, principal.org_id)
+        context = {self.name: items, **self.fixed, "values": self.defaults, "errors": errors or {}, **extra}
+        return render(request, self.template, context, status=status)
 
 
 def form_text(form: Mapping[str, Any], name: str) -> str:

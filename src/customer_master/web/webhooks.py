@@ -18,12 +18,14 @@ from customer_master.errors import AppError
 from customer_master.web.core import (
     CsrfChecked,
     FieldErrors,
+    ListPage,
     WebRoute,
     errors_of,
     form_text,
     parse_uuid,
     redirect,
     render,
+    status_of,
 )
 from customer_master.web.deps import WebAdmin
 from customer_master.web.i18n import gettext_for
@@ -33,6 +35,7 @@ from customer_master.webhooks.schemas import WebhookCreate, WebhookPatch
 router = APIRouter(route_class=WebRoute)
 DELIVERIES_SHOWN = 25
 ALL_TYPES = "all"
+WEBHOOKS = ListPage("admin/webhooks.html", "webhooks", service.list_webhooks, defaults={"types": ALL_TYPES})
 
 
 def parse_types(text: str) -> list[str] | None:
@@ -51,26 +54,13 @@ def field_errors(exc: AppError | ValidationError) -> FieldErrors:
     return errors
 
 
-async def _list_page(
-    request: Request,
-    session: AsyncSession,
-    principal: Principal,
-    status: int = 200,
-    errors: FieldErrors | None = None,
-    **extra: Any,
-) -> Response:
-    webhooks = await service.list_webhooks(session, principal.org_id)
-    context = {"webhooks": webhooks, "values": {"types": ALL_TYPES}, "errors": errors or {}, **extra}
-    return render(request, "admin/webhooks.html", context, status=status)
-
-
 @router.get("/admin/webhooks")
 async def webhooks_page(
     request: Request, session: SessionDep, principal: WebAdmin, deleted: str | None = None
 ) -> Response:
     _ = gettext_for(request)
     message = _("The webhook was deleted.") if deleted else None
-    return await _list_page(request, session, principal, message=message)
+    return await WEBHOOKS.render(request, session, principal, message=message)
 
 
 @router.post("/admin/webhooks", dependencies=[CsrfChecked])
@@ -84,9 +74,8 @@ async def create_webhook(request: Request, session: SessionDep, principal: WebAd
         )
         created = await service.create_webhook(session, principal.org_id, data)
     except (ValidationError, AppError) as exc:
-        status = exc.status if isinstance(exc, AppError) else 422
-        return await _list_page(request, session, principal, status, field_errors(exc), values=values)
-    return await _list_page(request, session, principal, created=created)
+        return await WEBHOOKS.render(request, session, principal, status_of(exc), field_errors(exc), values=values)
+    return await WEBHOOKS.render(request, session, principal, created=created)
 
 
 async def _detail_page(
