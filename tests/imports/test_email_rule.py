@@ -3,6 +3,7 @@ cell is the rule's own (`rows.normalize_emails`): the normalised address, or the
 
 import random
 
+import email_validator
 import pytest
 
 from customer_master.imports import emails
@@ -57,7 +58,31 @@ def test_every_answer_is_the_rules_own(cells: list[str]) -> None:
     assert len(accepted) > len(cells) / 4
 
 
-def test_the_rule_runs_once_per_domain(monkeypatch: pytest.MonkeyPatch) -> None:
+def random_domains(count: int) -> list[str]:
+    rng = random.Random(31)
+    names = [name for name in email_validator.SPECIAL_USE_DOMAIN_NAMES if "." not in name][:6]
+    pieces = ["a", "B", "0", "9", "-", "--", "xn--", "x" * 62, "de", "COM", *names]
+
+    def label() -> str:
+        return "".join(rng.choice(pieces) for _ in range(rng.randint(1, 3)))
+
+    separators = [".", ".", ".", ".", "..", "-."]
+    return [
+        "".join(label() + rng.choice(separators) for _ in range(rng.randint(0, 3))) + label() + rng.choice(["", "."])
+        for _ in range(count)
+    ]
+
+
+@pytest.mark.parametrize("domains", [DOMAINS, random_domains(30_000)], ids=["crafted", "random"])
+def test_a_plain_domain_is_one_the_rule_accepts_as_written(domains: list[str]) -> None:
+    plain = [domain for domain in domains if emails.is_plain_domain(domain)]
+    assert [normalize_emails([f"a@{domain}"])[0] for domain in plain] == [
+        (f"a@{domain}", f"a@{domain}".lower(), None) for domain in plain
+    ]
+    assert len(plain) > len(domains) / 100
+
+
+def test_the_rule_runs_once_per_domain_that_is_not_plain(monkeypatch: pytest.MonkeyPatch) -> None:
     checked: list[str] = []
 
     def counted(cells: list[str]) -> list[emails.Problem]:
@@ -66,14 +91,17 @@ def test_the_rule_runs_once_per_domain(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(emails, "normalize_emails", counted)
     rule = emails.EmailRule()
-    cells = [f"kontakt{n}@firma{n % 3}.de" for n in range(30)] + ["Einkauf@Firma0.de", "kaputt@b.test", "x@b.test"]
+    cells = [f"kontakt{n}@firma{n % 3}.de" for n in range(30)]  # plain: the rule is not asked
+    cells += [f"kontakt{n}@xn--mller-kva{n % 2}.de" for n in range(10)]  # asked once each, and rewritten
+    cells += ["Info@Sub.Firma.Beispiel", "info@sub.firma.beispiel", "kaputt@b.test", "x@b.test"]
 
     assert rule(cells) == normalize_emails(cells)
-    # One probe per accepted domain; the refused domain's cells each get the rule's own message.
-    assert sorted(checked) == ["a@Firma0.de", "a@b.test", "a@firma0.de", "a@firma1.de", "a@firma2.de"] + [
-        "kaputt@b.test",
-        "x@b.test",
-    ]
+    # One probe per domain that is not plain; the cells the rule rewrites or refuses each get its own answer.
+    assert sorted(checked) == sorted(
+        ["a@xn--mller-kva0.de", "a@xn--mller-kva1.de", "a@b.test"]
+        + [f"kontakt{n}@xn--mller-kva{n % 2}.de" for n in range(10)]
+        + ["kaputt@b.test", "x@b.test"]
+    )
 
 
 def test_the_problems_are_the_refused_and_the_rewritten_cells() -> None:

@@ -27,6 +27,7 @@ import sys
 from collections.abc import Iterable
 
 import asyncpg
+import email_validator
 
 from customer_master.auth.tenancy import OrgId
 from customer_master.imports.rows import normalize_emails
@@ -66,16 +67,36 @@ _SIMPLE_ADDRESS = re.compile(rf"({_ATEXT}(?:\.{_ATEXT})*)@([A-Za-z0-9.-]+)")
 # none of them depends on the local part: the domain's own limits (253, 63 per label) are the probe's.
 SIMPLE_MAX_LENGTH = 200
 _PROBE_LOCAL_PART = "a"
+# A domain that passes every check of email-validator's `validate_email_domain_name` as it is written (lower-
+# cased, its only rewriting of such a domain): ASCII host-name labels of at most 63 characters (letters and
+# digits, inner hyphens), at least two labels, the last all letters; no "--" anywhere (so neither Punycode,
+# `xn--`, nor the refused "two letters followed by two dashes"); not a special-use name (the library's own list).
+_PLAIN_DOMAIN = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
+_SPECIAL_USE_SUFFIXES = tuple(
+    suffix for name in email_validator.SPECIAL_USE_DOMAIN_NAMES for suffix in (f".{name}", f"@{name}")
+)
+# Domains the rule was asked about (those not plain); bounded, like the other per-value caches of a row.
+_DOMAIN_CACHE_LIMIT = 10_000
+
+
+def is_plain_domain(domain: str) -> bool:
+    """Whether email-validator accepts `domain` as written (see `_PLAIN_DOMAIN`); False means: ask the rule."""
+    return (
+        _PLAIN_DOMAIN.fullmatch(domain) is not None
+        and "--" not in domain
+        and not f"@{domain}".lower().endswith(_SPECIAL_USE_SUFFIXES)
+    )
 
 
 class EmailRule:
-    """The API's e-mail rule (`rows.normalize_emails`), its domain part evaluated once per distinct domain.
+    """The API's e-mail rule (`rows.normalize_emails`) with its domain part evaluated once per distinct domain.
 
     An address of the simple shape above whose domain the rule accepts as itself (lower-cased: no IDN, no
-    rewriting) gets the rule's answer, `local@domain` lower-cased, without running the rule again: the
-    domain was checked once, with a probe address `a@<domain>`. Any other address — another shape, a domain
-    the rule refuses or rewrites, a long one — goes through the rule itself, so that every refusal keeps the
-    rule's own message. `tests/imports/test_emails.py` holds the two answers equal on tricky and random cells.
+    rewriting) gets the rule's answer, `local@domain` lower-cased, without running the rule: a plain domain
+    (`is_plain_domain`) passes the rule's every domain check as written, and any other domain is asked once,
+    with a probe address `a@<domain>`. Any other address — another shape, a domain the rule refuses or
+    rewrites, a long one — goes through the rule itself, so that every refusal keeps the rule's own message.
+    `tests/imports/test_email_rule.py` holds the answers equal to the rule's on tricky and random cells.
     """
 
     def __init__(self) -> None:
@@ -85,29 +106,28 @@ class EmailRule:
     def __call__(self, cells: list[str]) -> list[Problem]:
         """`(cell, normalised, None)` or `(cell, None, error)` per cell, as `rows.normalize_emails` answers."""
         results: list[Problem] = []
-        domains = self._domains
         for cell in cells:
             address = cell.strip()
             match = _SIMPLE_ADDRESS.fullmatch(address) if len(address) <= SIMPLE_MAX_LENGTH else None
-            if match is not None:
-                domain = match[2]
-                accepted = domains.get(domain)
-                if accepted is None:
-                    accepted = domains[domain] = _accepts_as_written(domain)
-                if accepted:
-                    results.append((cell, address.lower(), None))
-                    continue
-            results.extend(normalize_emails([cell]))
+            if match is not None and (is_plain_domain(match[2]) or self._accepts_as_written(match[2])):
+                results.append((cell, address.lower(), None))
+            else:
+                results.extend(normalize_emails([cell]))
         return results
 
     def problems(self, cells: list[str]) -> list[Problem]:
         """The cells that fail the e-mail rule or that it rewrites."""
         return [result for result in self(cells) if result[2] is not None or result[1] != result[0]]
 
-
-def _accepts_as_written(domain: str) -> bool:
-    ((_, normalized, _),) = normalize_emails([f"{_PROBE_LOCAL_PART}@{domain}"])
-    return normalized == f"{_PROBE_LOCAL_PART}@{domain}".lower()
+    def _accepts_as_written(self, domain: str) -> bool:
+        accepted = self._domains.get(domain)
+        if accepted is None:
+            probe = f"{_PROBE_LOCAL_PART}@{domain}"
+            ((_, normalized, _),) = normalize_emails([probe])
+            accepted = normalized == probe.lower()
+            if len(self._domains) < _DOMAIN_CACHE_LIMIT:
+                self._domains[domain] = accepted
+        return accepted
 
 
 def _hash(cell: str) -> int:

@@ -223,6 +223,7 @@ class RowValidator:
         self._email_slot = slots["contact_email"]
         self._name_slot = slots["contact_name"]
         self._primary_slot = slots["contact_is_primary"]
+        self._metadata_json: dict[tuple[str | None, ...], str] = {}
 
     def validate(self, line: int, fields: list[str]) -> tuple[tuple[Any, ...] | None, list[dict[str, Any]]]:
         values: list[Any] = [None] * self._width
@@ -260,16 +261,26 @@ class RowValidator:
     def _metadata(self, line: int, fields: list[str], values: list[Any], errors: list[dict[str, Any]]) -> None:
         count = len(fields)
         # Stored as written (strings, not trimmed), so an exported value comes back identical.
-        cells = [(index, key) for index, key in self.header.metadata if index < count and fields[index].strip()]
-        if not cells:
+        written = tuple(
+            fields[index] if index < count and fields[index].strip() else None for index, _ in self.header.metadata
+        )
+        # Metadata values repeat from row to row (payment terms, groups): each combination is encoded once.
+        encoded = self._metadata_json.get(written)
+        if encoded is not None:
+            values[self._metadata_slot] = encoded
             return
-        metadata = {key: fields[index] for index, key in cells}
+        metadata = {key: value for (_, key), value in zip(self.header.metadata, written, strict=True) if value}
+        if not metadata:
+            return
         try:
             # The API's size limit; JSON at most sextuples a text (\u escapes), so short cells cannot break it.
             if 6 * sum(len(key) + len(value) + 6 for key, value in metadata.items()) > METADATA_MAX_BYTES:
                 _check_metadata(metadata)
         except ValidationError as exc:
-            index, key = max(cells, key=lambda cell: len(fields[cell[0]]))
+            index, key = max(
+                ((index, key) for index, key in self.header.metadata if index < count and fields[index].strip()),
+                key=lambda cell: len(fields[cell[0]]),
+            )
             errors.append(
                 {
                     "row": line,
@@ -279,4 +290,7 @@ class RowValidator:
                 }
             )
             return
-        values[self._metadata_slot] = json.dumps(metadata, ensure_ascii=False)
+        encoded = json.dumps(metadata, ensure_ascii=False)
+        if len(self._metadata_json) < _CACHE_LIMIT:
+            self._metadata_json[written] = encoded
+        values[self._metadata_slot] = encoded
