@@ -53,10 +53,10 @@ from customer_master.auth.models import Role
 from customer_master.auth.schemas import ApiTokenCreate, UserCreate
 from customer_master.auth.tenancy import OrgId
 from customer_master.customers import repository as customer_repository
+from customer_master.customers.repository import CustomerFilter
 from customer_master.db.embedded import ensure_database, start_embedded_server, stop_embedded_server
 from customer_master.db.migrate import upgrade_to_head
 from customer_master.db.session import Database
-from customer_master.pagination import encode_cursor
 
 BENCH_DIR = Path(__file__).resolve().parent
 OUT_DIR = BENCH_DIR / "out"
@@ -518,10 +518,17 @@ async def measure_get_one(bench: Bench) -> tuple[Row, Row]:
     return jwt_row, token_row
 
 
-async def list_floor(conn: asyncpg.Connection, org_id: OrgId, **filters: Any) -> list[asyncpg.Record]:
+async def list_floor(
+    conn: asyncpg.Connection,
+    org_id: OrgId,
+    filters: CustomerFilter,
+    *,
+    limit: int = 50,
+    after: tuple[str, uuid.UUID] | None = None,
+) -> list[asyncpg.Record]:
     """The list statement as `customers.repository.fetch_customer_page` sends it."""
-    sql, params = customer_repository.list_query(org_id, **filters)
-    if filters.get("q"):
+    sql, params = customer_repository.list_query(org_id, filters, limit=limit, after=after)
+    if filters.search:
         async with conn.transaction():
             await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
             return list(await conn.fetch(sql, *params))
@@ -544,7 +551,7 @@ async def measure_search(bench: Bench) -> tuple[list[Row], Stats, Stats]:
 
         async def sql_op(conn: asyncpg.Connection, n: int, term: str = term) -> None:
             await bench.principal(conn)
-            await list_floor(conn, org_id, q=term)
+            await list_floor(conn, org_id, CustomerFilter(q=term))
 
         http = await bench.run_http(http_op, per_term)
         floor = await bench.run_sql(sql_op, per_term)
@@ -565,7 +572,7 @@ async def measure_email(bench: Bench) -> Row:
 
     async def sql_op(conn: asyncpg.Connection, n: int) -> None:
         await bench.principal(conn)
-        await list_floor(conn, org_id, email=emails[n % len(emails)])
+        await list_floor(conn, org_id, CustomerFilter(email=emails[n % len(emails)]))
 
     return Row("email= filter", await bench.run_http(http_op), await bench.run_sql(sql_op))
 
@@ -612,15 +619,15 @@ async def measure_walk(bench: Bench) -> tuple[Row, str]:
     async with sql_pool(setup, bench.args.concurrency) as sql_connections:
 
         async def sql_walk(conn: asyncpg.Connection) -> None:
-            cursor: str | None = None
+            after: tuple[str, uuid.UUID] | None = None
             while True:
                 began = time.perf_counter()
                 await bench.principal(conn)
-                rows = await list_floor(conn, org_id, limit=200, cursor=cursor)
+                rows = await list_floor(conn, org_id, CustomerFilter(), limit=200, after=after)
                 floor.latencies.append(time.perf_counter() - began)
                 if len(rows) <= 200:
                     return
-                cursor = encode_cursor(rows[199]["sort_name"], rows[199]["id"])
+                after = (rows[199]["sort_name"], rows[199]["id"])
 
         window = CpuWindow(bench.sql_meters)
         window.start()

@@ -1,10 +1,14 @@
 """A connection belongs to one request until it is clean or discarded (issue 9), shown one fault at a time.
 
-`test_chaos.py` mixes all faults under load; these show each one alone, on the test server's own pool.
+`test_chaos.py` mixes all faults under load; these show each one alone, on the test server's own pools: the
+request transaction's and the read connections' (`Database.read`, for requests that only read).
 """
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import asyncpg
@@ -18,19 +22,29 @@ from tests.conftest import Db, OrgContext, create_customer
 SLOW = "SELECT pg_sleep(30)"
 
 
-async def backend_pid(database: Database) -> int:
+@contextlib.asynccontextmanager
+async def transaction_connection(database: Database) -> AsyncIterator[asyncpg.Connection]:
     async with database.transaction() as session:
-        pid: int = await (await driver_connection(session)).fetchval("SELECT pg_backend_pid()")
+        yield await driver_connection(session)
+
+
+Opener = Callable[[Database], AbstractAsyncContextManager[asyncpg.Connection]]
+OPENERS: dict[str, Opener] = {"transaction": transaction_connection, "read": Database.read}
+each_pool = pytest.mark.parametrize("opener", OPENERS.values(), ids=OPENERS.keys())
+
+
+async def backend_pid(database: Database, opener: Opener) -> int:
+    async with opener(database) as conn:
+        pid: int = await conn.fetchval("SELECT pg_backend_pid()")
         return pid
 
 
-async def start_slow_statement(database: Database) -> tuple["asyncio.Task[Any]", int]:
-    """A transaction whose statement runs until it is stopped; and its backend's pid."""
+async def start_slow_statement(database: Database, opener: Opener) -> tuple["asyncio.Task[Any]", int]:
+    """A connection whose statement runs until it is stopped; and its backend's pid."""
     started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
     async def slow() -> None:
-        async with database.transaction() as session:
-            conn = await driver_connection(session)
+        async with opener(database) as conn:
             started.set_result(await conn.fetchval("SELECT pg_backend_pid()"))
             await conn.fetchval(SLOW)
 
@@ -46,16 +60,17 @@ async def statement_still_running(database: Database, pid: int) -> bool:
         await conn.close()
 
 
-def test_a_cancelled_request_never_hands_its_connection_to_the_next(db: Db) -> None:
+@each_pool
+def test_a_cancelled_request_never_hands_its_connection_to_the_next(db: Db, opener: Opener) -> None:
     """The client went away mid-statement: its connection is closed, not pooled, and its backend stops."""
 
     async def scenario() -> tuple[int, set[int], bool]:
-        task, pid = await start_slow_statement(db.database)
+        task, pid = await start_slow_statement(db.database, opener)
         await asyncio.sleep(0.2)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        following = {await backend_pid(db.database) for _ in range(5)}
+        following = {await backend_pid(db.database, opener) for _ in range(5)}
         for _ in range(50):  # the server notices the closed socket at once
             if not await statement_still_running(db.database, pid):
                 return pid, following, False
@@ -68,16 +83,17 @@ def test_a_cancelled_request_never_hands_its_connection_to_the_next(db: Db) -> N
     assert db.database.pool_connections()[0] == 0
 
 
-def test_a_terminated_backend_is_a_503_and_its_connection_is_discarded(db: Db) -> None:
+@each_pool
+def test_a_terminated_backend_is_a_503_and_its_connection_is_discarded(db: Db, opener: Opener) -> None:
     async def scenario() -> tuple[int, BaseException | None, set[int]]:
-        task, pid = await start_slow_statement(db.database)
+        task, pid = await start_slow_statement(db.database, opener)
         conn = await asyncpg.connect(db.database.url)
         try:
             await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
         finally:
             await conn.close()
         error = await asyncio.gather(task, return_exceptions=True)
-        return pid, error[0], {await backend_pid(db.database) for _ in range(5)}
+        return pid, error[0], {await backend_pid(db.database, opener) for _ in range(5)}
 
     pid, error, following = db.run(scenario())
     assert isinstance(error, ServiceUnavailable)

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,6 +40,16 @@ SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 # outlives the request's (a streamed export).
 DatabaseDep = Annotated[Database, Depends(get_database)]
 
+
+async def get_read_connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    database: Database = request.app.state.db  # not `DatabaseDep`: each dependency level costs every read
+    async with database.read() as connection:
+        yield connection
+
+
+# For routes that only read: a pooled connection without the ORM session or a transaction around it.
+ReadConnection = Annotated[asyncpg.Connection, Depends(get_read_connection, scope="function")]
+
 # Where FastAPI keeps the exit stack of the function-scoped dependencies while a route's handler runs.
 _FUNCTION_STACK = "fastapi_function_astack"
 
@@ -65,13 +76,16 @@ async def run_in_function_scope(
 
 
 async def current_principal(
-    request: Request,
-    session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
+    """The caller, looked up on a read connection of its own (before, and outside, the request's transaction)."""
     if credentials is None:
         raise AuthRequired("Send Authorization: Bearer <token>")
-    principal = await auth_service.principal_from_bearer(session, request.app.state.jwt_secret, credentials.credentials)
+    database: Database = request.app.state.db
+    async with database.read() as connection:
+        principal = await auth_service.principal_from_bearer(
+            connection, request.app.state.jwt_secret, credentials.credentials
+        )
     request.state.principal = principal
     return principal
 

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from customer_master.auth.models import ApiToken, Org, User, UserStatus
 from customer_master.auth.tenancy import OrgId
-from customer_master.db.session import driver_connection
+from customer_master.db.session import Reads, reading_connection
 
 # --- orgs -------------------------------------------------------------------------------------
 
@@ -184,15 +184,15 @@ SELECT id, name, role, org_id, slug, org_name FROM token
 """
 
 
-async def principal_of_user(session: AsyncSession, org_id: OrgId, user_id: uuid.UUID) -> asyncpg.Record | None:
+async def principal_of_user(reads: Reads, org_id: OrgId, user_id: uuid.UUID) -> asyncpg.Record | None:
     """The user (`user_email`, `user_name`, `role`, `status`) and their org (`slug`, `org_name`)."""
-    conn = await driver_connection(session)
+    conn = await reading_connection(reads)
     row: asyncpg.Record | None = await conn.fetchrow(PRINCIPAL_FROM_USER, user_id, org_id)
     return row
 
 
-async def principal_of_api_token(session: AsyncSession, token_hash: str) -> asyncpg.Record | None:
+async def principal_of_api_token(reads: Reads, token_hash: str) -> asyncpg.Record | None:
     """The token (`id`, `name`, `role`) and its org (`org_id`, `slug`, `org_name`); marks it used."""
-    conn = await driver_connection(session)
+    conn = await reading_connection(reads)
     row: asyncpg.Record | None = await conn.fetchrow(PRINCIPAL_FROM_API_TOKEN, token_hash)
     return row

@@ -13,7 +13,7 @@ from customer_master.auth import repository, security
 from customer_master.auth.models import ApiToken, Org, Role, User, UserStatus
 from customer_master.auth.schemas import ApiTokenCreate, UserCreate, UserPatch
 from customer_master.auth.tenancy import OrgId, Principal
-from customer_master.db.session import Database
+from customer_master.db.session import Database, Reads
 from customer_master.errors import AuthRequired, Conflict, Forbidden, NotFound, RateLimited, ValidationFailed
 
 SLUG_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
@@ -141,15 +141,15 @@ async def login(db: Database, jwt_secret: str, ttl_s: int, org_slug: str, email:
     return security.issue_jwt(jwt_secret, user.id, user.org_id, ttl_s)
 
 
-async def principal_from_bearer(session: AsyncSession, jwt_secret: str, token: str) -> Principal:
+async def principal_from_bearer(reads: Reads, jwt_secret: str, token: str) -> Principal:
     """The caller behind a login token or an API token; 401 for an unknown one, 403 when disabled."""
     if token.startswith(security.API_TOKEN_PREFIX):
-        return await _principal_from_api_token(session, token)
+        return await _principal_from_api_token(reads, token)
     claims = security.decode_jwt(jwt_secret, token)
     if claims is None:
         raise AuthRequired("Invalid or expired token")
     user_id, org_id = uuid.UUID(claims["sub"]), OrgId(uuid.UUID(claims["org"]))
-    row = await repository.principal_of_user(session, org_id, user_id)
+    row = await repository.principal_of_user(reads, org_id, user_id)
     if row is None:
         raise AuthRequired("Invalid or expired token")
     if row["status"] != UserStatus.ACTIVE:
@@ -165,8 +165,8 @@ async def principal_from_bearer(session: AsyncSession, jwt_secret: str, token: s
     )
 
 
-async def _principal_from_api_token(session: AsyncSession, token: str) -> Principal:
-    row = await repository.principal_of_api_token(session, security.hash_api_token(token))
+async def _principal_from_api_token(reads: Reads, token: str) -> Principal:
+    row = await repository.principal_of_api_token(reads, security.hash_api_token(token))
     if row is None:
         raise AuthRequired("Invalid or revoked API token")
     return Principal(

@@ -6,6 +6,7 @@ directly with hand-written SQL; `bench/api.py` times the same statements. The re
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -18,7 +19,7 @@ from customer_master import validation
 from customer_master.auth.tenancy import OrgId
 from customer_master.customers.models import Contact, Customer, CustomerErpAlias
 from customer_master.customers.schemas import ContactIn
-from customer_master.db.session import driver_connection
+from customer_master.db.session import Reads, reading_connection
 
 # --- reading customers ----------------------------------------------------------------------------
 
@@ -33,14 +34,22 @@ LIST_COLUMNS = """c.id, c.name, c.erp_customer_number, c.default_currency, c.def
          WHERE cc.org_id = c.org_id AND cc.customer_id = c.id) AS contact_count"""
 
 
+@dataclass(frozen=True)
+class CustomerFilter:
+    """What a list page is narrowed to (API.md §4): a name substring or ERP number prefix (`q`), an exact ERP
+    number, a contact's e-mail. Unset narrows nothing."""
+
+    q: str | None = None
+    erp_number: str | None = None
+    email: str | None = None
+
+    @property
+    def search(self) -> str:
+        return self.q.strip() if self.q else ""
+
+
 def list_query(
-    org_id: OrgId,
-    *,
-    q: str | None = None,
-    erp_number: str | None = None,
-    email: str | None = None,
-    limit: int = 50,
-    after: tuple[str, uuid.UUID] | None = None,
+    org_id: OrgId, filters: CustomerFilter, *, limit: int = 50, after: tuple[str, uuid.UUID] | None = None
 ) -> tuple[str, list[Any]]:
     """The SQL of one list page and its parameters: `limit + 1` rows, so the caller sees whether more follow.
 
@@ -53,7 +62,7 @@ def list_query(
         params.append(value)
         return f"${len(params)}"
 
-    search = q.strip() if q else ""
+    search = filters.search
     if search:
         # Each arm has its own index: the org's trigram GIN on the folded name, text_pattern_ops on the
         # ERP number, so the planner can combine them (or walk the org in name order when many match).
@@ -65,12 +74,12 @@ def list_query(
             conditions.append(f"({name_arm} OR {erp_arm})")
         else:
             conditions.append(name_arm)
-    if erp_number is not None:
-        conditions.append(f"c.erp_customer_number = {param(erp_number.strip())}")
-    if email is not None:
+    if filters.erp_number is not None:
+        conditions.append(f"c.erp_customer_number = {param(filters.erp_number.strip())}")
+    if filters.email is not None:
         conditions.append(
             "EXISTS (SELECT 1 FROM customer_contact cc WHERE cc.org_id = c.org_id"
-            f" AND cc.customer_id = c.id AND cc.email = CAST({param(email.strip())} AS citext))"
+            f" AND cc.customer_id = c.id AND cc.email = CAST({param(filters.email.strip())} AS citext))"
         )
     if after is not None:
         after_name, after_id = after
@@ -100,19 +109,12 @@ def list_query(
 
 
 async def fetch_customer_page(
-    session: AsyncSession,
-    org_id: OrgId,
-    *,
-    q: str | None = None,
-    erp_number: str | None = None,
-    email: str | None = None,
-    limit: int = 50,
-    after: tuple[str, uuid.UUID] | None = None,
+    reads: Reads, org_id: OrgId, filters: CustomerFilter, *, limit: int = 50, after: tuple[str, uuid.UUID] | None = None
 ) -> list[asyncpg.Record]:
     """The rows of `list_query`: up to `limit + 1`, in name order, each with its `sort_name`."""
-    sql, params = list_query(org_id, q=q, erp_number=erp_number, email=email, limit=limit, after=after)
-    conn = await driver_connection(session)
-    if q and q.strip():
+    sql, params = list_query(org_id, filters, limit=limit, after=after)
+    conn = await reading_connection(reads)
+    if filters.search:
         # Plan each search for its own term: a generic plan of the cached statement cannot use the ERP
         # prefix index (LIKE needs the pattern at plan time) nor judge how many names match.
         async with conn.transaction():
@@ -121,7 +123,7 @@ async def fetch_customer_page(
     return list(await conn.fetch(sql, *params))
 
 
-# A customer with its contacts (in `select_contacts`' order) in one round trip: every customer document the
+# A customer with its contacts (the primary first, then by e-mail) in one round trip: every customer document the
 # API answers is built from it (`service.get_customer`), so its bytes, and so its ETag, have one source.
 GET_CUSTOMER = """
 SELECT c.id, c.org_id, c.name, c.erp_customer_number, c.erp_aliases, c.merged_into,
@@ -137,12 +139,10 @@ SELECT c.id, c.org_id, c.name, c.erp_customer_number, c.erp_aliases, c.merged_in
 """
 
 
-async def fetch_customer_with_contacts(
-    session: AsyncSession, org_id: OrgId, customer_id: uuid.UUID
-) -> asyncpg.Record | None:
+async def fetch_customer_with_contacts(reads: Reads, org_id: OrgId, customer_id: uuid.UUID) -> asyncpg.Record | None:
     """The row of `GET_CUSTOMER`, also of a tombstone (`merged_into` set); its `contacts` is an array of
     (id, email, name, is_primary, created_at, updated_at) tuples, or None when the customer has none."""
-    conn = await driver_connection(session)
+    conn = await reading_connection(reads)
     row: asyncpg.Record | None = await conn.fetchrow(GET_CUSTOMER, org_id, customer_id)
     return row
 
@@ -217,16 +217,6 @@ async def delete_customer(session: AsyncSession, org_id: OrgId, customer_id: uui
 
 
 # --- contacts -------------------------------------------------------------------------------------
-
-
-async def select_contacts(session: AsyncSession, org_id: OrgId, customer_id: uuid.UUID) -> list[Contact]:
-    """The customer's contacts, the primary first, then by e-mail."""
-    result = await session.scalars(
-        select(Contact)
-        .where(Contact.org_id == org_id, Contact.customer_id == customer_id)
-        .order_by(Contact.is_primary.desc(), Contact.email, Contact.id)
-    )
-    return list(result)
 
 
 async def select_contact(

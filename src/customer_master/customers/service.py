@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from customer_master.auth.tenancy import OrgId
 from customer_master.customers import repository
 from customer_master.customers.models import Contact, Customer
+from customer_master.customers.repository import CustomerFilter
 from customer_master.customers.schemas import (
     ContactIn,
     ContactOut,
@@ -26,6 +27,7 @@ from customer_master.customers.schemas import (
     CustomerPatch,
     address_json,
 )
+from customer_master.db.session import Reads
 from customer_master.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
 from customer_master.merge_patch import merge_patch
 from customer_master.pagination import decode_cursor, encode_cursor
@@ -37,20 +39,11 @@ NOT_NULL_FIELDS = ("name", "default_currency", "default_language")
 
 
 async def list_customers(
-    session: AsyncSession,
-    org_id: OrgId,
-    *,
-    q: str | None = None,
-    erp_number: str | None = None,
-    email: str | None = None,
-    limit: int = 50,
-    cursor: str | None = None,
+    reads: Reads, org_id: OrgId, filters: CustomerFilter, *, limit: int = 50, cursor: str | None = None
 ) -> tuple[list[CustomerListItem], str | None]:
     """One page ordered by name (case-insensitive) then id; the cursor continues after its last row."""
     after = decode_cursor(cursor, str) if cursor else None
-    rows = await repository.fetch_customer_page(
-        session, org_id, q=q, erp_number=erp_number, email=email, limit=limit, after=after
-    )
+    rows = await repository.fetch_customer_page(reads, org_id, filters, limit=limit, after=after)
     items = [
         CustomerListItem(
             id=row["id"],
@@ -94,9 +87,9 @@ class CustomerDocument:
         self.etag = '"' + hashlib.sha256(self.body).hexdigest()[:32] + '"'
 
 
-async def get_customer(session: AsyncSession, org_id: OrgId, customer_id: uuid.UUID) -> CustomerDocument:
+async def get_customer(reads: Reads, org_id: OrgId, customer_id: uuid.UUID) -> CustomerDocument:
     """The customer's document: every document the API answers is built here, from one statement."""
-    row = await repository.fetch_customer_with_contacts(session, org_id, customer_id)
+    row = await repository.fetch_customer_with_contacts(reads, org_id, customer_id)
     if row is None or row["merged_into"] is not None:
         raise customer_not_found(row["merged_into"] if row else None)
     contacts = [
@@ -220,9 +213,9 @@ async def delete_customer(
 # --- contacts ---------------------------------------------------------------------------------
 
 
-async def list_contacts(session: AsyncSession, org_id: OrgId, customer_id: uuid.UUID) -> list[ContactOut]:
-    await _load_customer(session, org_id, customer_id, lock=False)
-    return [_contact_out(contact) for contact in await repository.select_contacts(session, org_id, customer_id)]
+async def list_contacts(reads: Reads, org_id: OrgId, customer_id: uuid.UUID) -> list[ContactOut]:
+    """The customer's contacts, as its document lists them."""
+    return (await get_customer(reads, org_id, customer_id)).customer.contacts
 
 
 def _email_conflict(email: str, existing_id: uuid.UUID | None) -> Conflict:

@@ -24,6 +24,10 @@ _LOST = (
     sa.TimeoutError,  # no pooled connection became free in time: the database is saturated
 )
 
+# How asyncpg tells that a connection is closed: used after it was closed, or, for a read connection
+# (`Database.read`), after its pool took it back because the server closed it.
+_CLOSED_SIGNS = ("connection is closed", "connection has been released back to the pool")
+
 # What the driver raises by itself (not wrapped by SQLAlchemy), lost connection or not.
 DRIVER_ERRORS = (DatabaseUnreachable, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 
@@ -50,7 +54,7 @@ def is_connection_lost(exc: BaseException) -> bool:
     for error in _chain(exc):
         if isinstance(error, _LOST) or (isinstance(error, sa.DBAPIError) and error.connection_invalidated):
             return True
-        if isinstance(error, asyncpg.InterfaceError) and "connection is closed" in str(error):
+        if isinstance(error, asyncpg.InterfaceError) and any(sign in str(error) for sign in _CLOSED_SIGNS):
             return True
     return False
 

@@ -1,10 +1,11 @@
 """The engine and the one-transaction-per-request session."""
 
 import asyncio
+import contextlib
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 from sqlalchemy import Connection, event
@@ -45,22 +46,23 @@ async def resolve_database_url(settings: Settings) -> str:
 CONNECTION_SETTINGS = {"application_name": "customer-master", "client_connection_check_interval": "2s"}
 
 
-def create_engine(database_url: str, pool_size: int = 10) -> AsyncEngine:
-    """An asyncpg engine for a plain libpq URL (`postgresql://…`, also with `?host=/socket/dir`).
+async def connect(database_url: str) -> asyncpg.Connection:
+    """A new connection of the service's pools.
 
-    asyncpg parses libpq URLs itself, so the URL is handed to it unchanged instead of being
-    rewritten into SQLAlchemy's dialect form.
+    asyncpg parses libpq URLs itself (`postgresql://…`, also with `?host=/socket/dir`), so the URL is handed
+    to it unchanged instead of being rewritten into SQLAlchemy's dialect form.
     """
+    try:
+        return await asyncpg.connect(database_url, server_settings=CONNECTION_SETTINGS)
+    except OSError as exc:  # refused, unreachable, timed out, a socket file gone while the server restarts
+        raise DatabaseUnreachable(str(exc)) from exc
 
-    async def connect() -> asyncpg.Connection:
-        try:
-            return await asyncpg.connect(database_url, server_settings=CONNECTION_SETTINGS)
-        except OSError as exc:  # refused, unreachable, timed out, a socket file gone while the server restarts
-            raise DatabaseUnreachable(str(exc)) from exc
 
+def create_engine(database_url: str, pool_size: int = 10) -> AsyncEngine:
+    """An asyncpg engine for a plain libpq URL."""
     engine = create_async_engine(
         "postgresql+asyncpg://",
-        async_creator=connect,
+        async_creator=lambda: connect(database_url),
         pool_size=pool_size,
         max_overflow=pool_size,
     )
@@ -89,13 +91,33 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     return driver
 
 
+# The read pool's wait for a free connection, as SQLAlchemy's pool waits by default: then the database is
+# saturated (503).
+READ_ACQUIRE_TIMEOUT_S = 30.0
+
+# What a read is given: the request transaction's session, or a read connection (`Database.read`).
+Reads: TypeAlias = AsyncSession | asyncpg.Connection
+
+
+async def reading_connection(reads: Reads) -> asyncpg.Connection:
+    """The driver connection to read on."""
+    return await driver_connection(reads) if isinstance(reads, AsyncSession) else reads
+
+
+async def _keep_connection(connection: asyncpg.Connection) -> None:
+    """A read connection goes back to the pool as it is: reads change no session state, and asyncpg has
+    already rolled back a transaction left open. (Its default reset costs a round trip per request.)"""
+
+
 class Database:
-    """Holds the engine and hands out sessions; one per process."""
+    """Holds the engine and hands out sessions and read connections; one per process."""
 
     def __init__(self, url: str, pool_size: int = 10) -> None:
         self.url = url
         self.engine = create_engine(url, pool_size)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, sync_session_class=_Session)
+        self._pool_size = pool_size
+        self._read_pool: asyncpg.Pool | None = None
         _LIVE.add(self)
 
     @asynccontextmanager
@@ -117,18 +139,62 @@ class Database:
                     raise ServiceUnavailable() from exc
                 raise
 
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection for reads, outside any transaction (each statement sees its own snapshot).
+
+        For read-only requests: no ORM session, no BEGIN and COMMIT round trips. The fault rules are the
+        transaction's: a connection that may be mid-operation is closed, not pooled; a lost one is a 503.
+        """
+        pool = await self._reads()
+        try:
+            connection = await pool.acquire(timeout=READ_ACQUIRE_TIMEOUT_S)
+        except TimeoutError as exc:  # no pooled connection became free in time: the database is saturated
+            raise ServiceUnavailable() from exc
+        except Exception as exc:
+            if is_connection_lost(exc):
+                raise ServiceUnavailable() from exc
+            raise
+        try:
+            yield connection
+        except BaseException as exc:
+            if not leaves_connection_clean(exc):
+                # A graceful close would wait for the operation in flight. A connection found closed has
+                # already been taken back by the pool: nothing is left to end.
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    connection.terminate()
+            if is_connection_lost(exc) and not isinstance(exc, AppError):
+                raise ServiceUnavailable() from exc
+            raise
+        finally:
+            await pool.release(connection)
+
+    async def _reads(self) -> asyncpg.Pool:
+        if self._read_pool is None:
+            self._read_pool = asyncpg.create_pool(
+                min_size=0, max_size=self._pool_size, connect=lambda *_, **__: connect(self.url), reset=_keep_connection
+            )
+            await self._read_pool  # with min_size=0 it connects nothing, so no other task runs meanwhile
+        return self._read_pool
+
     async def ping(self, timeout_s: float) -> None:
         """`SELECT 1` on a pooled connection within `timeout_s`, else an exception."""
-        async with asyncio.timeout(timeout_s), self.transaction() as session:
-            await (await driver_connection(session)).fetchval("SELECT 1")
+        async with asyncio.timeout(timeout_s), self.read() as connection:
+            await connection.fetchval("SELECT 1")
 
     def pool_connections(self) -> tuple[int, int]:
-        """(in use, idle) connections of the pool."""
+        """(in use, idle) connections of the pools."""
         pool = self.engine.pool
-        return getattr(pool, "checkedout", lambda: 0)(), getattr(pool, "checkedin", lambda: 0)()
+        in_use, idle = getattr(pool, "checkedout", lambda: 0)(), getattr(pool, "checkedin", lambda: 0)()
+        if self._read_pool is not None:
+            read_idle = self._read_pool.get_idle_size()
+            in_use, idle = in_use + self._read_pool.get_size() - read_idle, idle + read_idle
+        return in_use, idle
 
     async def dispose(self) -> None:
         _LIVE.discard(self)
+        if self._read_pool is not None:
+            await self._read_pool.close()
         await self.engine.dispose()
 
 

@@ -16,6 +16,7 @@ from starlette.datastructures import FormData
 
 from customer_master.auth.tenancy import OrgId, Principal
 from customer_master.customers import service
+from customer_master.customers.repository import CustomerFilter
 from customer_master.customers.schemas import (
     ADDRESS_FIELDS,
     ContactIn,
@@ -54,17 +55,17 @@ DEFAULT_VALUES = {"default_currency": "EUR", "default_language": "de-DE", "conta
 # --- list and search ----------------------------------------------------------------------------
 
 
-def search_filters(text: str) -> dict[str, str]:
+def search_filters(text: str) -> CustomerFilter:
     """One search box for three things: an e-mail (has an `@`) is the contact filter, else name or ERP number."""
     text = text.strip()[:500]
     if not text:
-        return {}
-    return {"email": text[:320]} if "@" in text else {"q": text}
+        return CustomerFilter()
+    return CustomerFilter(email=text[:320]) if "@" in text else CustomerFilter(q=text)
 
 
 async def _page(session: AsyncSession, principal: Principal, search: str, cursor: str | None) -> dict[str, Any]:
     items, next_cursor = await service.list_customers(
-        session, principal.org_id, **search_filters(search), limit=PAGE_SIZE, cursor=cursor or None
+        session, principal.org_id, search_filters(search), limit=PAGE_SIZE, cursor=cursor or None
     )
     return {"items": items, "next_cursor": next_cursor, "search": search, "first_page": not cursor}
 
