@@ -5,6 +5,7 @@ The web UI uses the same session and role rule (`web/deps.py`); only its caller 
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import asyncpg
@@ -41,15 +42,6 @@ SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 DatabaseDep = Annotated[Database, Depends(get_database)]
 
 
-async def get_read_connection(request: Request) -> AsyncIterator[asyncpg.Connection]:
-    database: Database = request.app.state.db  # not `DatabaseDep`: each dependency level costs every read
-    async with database.read() as connection:
-        yield connection
-
-
-# For routes that only read: a pooled connection without the ORM session or a transaction around it.
-ReadConnection = Annotated[asyncpg.Connection, Depends(get_read_connection, scope="function")]
-
 # Where FastAPI keeps the exit stack of the function-scoped dependencies while a route's handler runs.
 _FUNCTION_STACK = "fastapi_function_astack"
 
@@ -75,19 +67,45 @@ async def run_in_function_scope(
             request.scope[_FUNCTION_STACK] = outer
 
 
-async def current_principal(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+async def _caller(
+    request: Request, connection: asyncpg.Connection, credentials: HTTPAuthorizationCredentials | None
 ) -> Principal:
-    """The caller, looked up on a read connection of its own (before, and outside, the request's transaction)."""
     if credentials is None:
         raise AuthRequired("Send Authorization: Bearer <token>")
-    database: Database = request.app.state.db
-    async with database.read() as connection:
-        principal = await auth_service.principal_from_bearer(
-            connection, request.app.state.jwt_secret, credentials.credentials
-        )
+    principal = await auth_service.principal_from_bearer(
+        connection, request.app.state.jwt_secret, credentials.credentials
+    )
     request.state.principal = principal
     return principal
+
+
+async def current_principal(request: Request, credentials: Credentials) -> Principal:
+    """The caller, looked up on a read connection of its own (before, and outside, the request's transaction)."""
+    database: Database = request.app.state.db  # not `DatabaseDep`: each dependency level costs every request
+    async with database.read() as connection:
+        return await _caller(request, connection, credentials)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a route that only reads is given: the caller, and a read connection (no ORM session, no
+    transaction around it; the caller was looked up on it)."""
+
+    principal: Principal
+    connection: asyncpg.Connection
+
+
+async def reading(request: Request, credentials: Credentials) -> AsyncIterator[Reading]:
+    database: Database = request.app.state.db
+    async with database.read() as connection:
+        yield Reading(await _caller(request, connection, credentials), connection)
+
+
+# One dependency for both, as each dependency level costs every read.
+Reader = Annotated[Reading, Depends(reading, scope="function")]
 
 
 def require_role(
