@@ -9,7 +9,9 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Annotated, TypeVar
+
+from fastapi import Query
 
 from customer_master.errors import ValidationFailed
 
@@ -40,6 +42,17 @@ TIME_CURSOR_DESCRIPTION = (
     "a value of another shape is a 422)"
 )
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# The query parameters of the listings: a page's size, and the cursors of each shape.
+PageLimit = Annotated[int, Query(ge=1, le=200)]
+KeysetCursor = Annotated[
+    str | None,
+    Query(min_length=1, max_length=2000, pattern=KEYSET_CURSOR_PATTERN, description=KEYSET_CURSOR_DESCRIPTION),
+]
+TimeCursor = Annotated[
+    str | None,
+    Query(max_length=TIME_CURSOR_MAX_LENGTH, pattern=TIME_CURSOR_PATTERN, description=TIME_CURSOR_DESCRIPTION),
+]
 
 _KEYSET = re.compile(KEYSET_CURSOR_PATTERN.removeprefix("^").removesuffix("$"), re.DOTALL)
 _TIME = re.compile(TIME_CURSOR_PATTERN.removeprefix("^").removesuffix("$"))

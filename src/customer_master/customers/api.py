@@ -71,16 +71,8 @@ async def list_customers(
     q: Annotated[SearchText, Query(max_length=500, description="Name substring or ERP number prefix")] = None,
     erp_number: Annotated[SearchText, Query(max_length=100, description="Exact ERP number")] = None,
     email: Annotated[SearchText, Query(max_length=320, description="A contact's e-mail")] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[
-        str | None,
-        Query(
-            min_length=1,
-            max_length=2000,
-            pattern=pagination.KEYSET_CURSOR_PATTERN,
-            description=pagination.KEYSET_CURSOR_DESCRIPTION,
-        ),
-    ] = None,
+    limit: pagination.PageLimit = 50,
+    cursor: pagination.KeysetCursor = None,
 ) -> Response:
     filters = CustomerFilter(q=q, erp_number=erp_number, email=email)
     items, next_cursor = await service.list_customers(

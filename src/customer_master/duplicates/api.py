@@ -21,7 +21,7 @@ async def list_duplicates(
     min_score: Annotated[
         float, Query(ge=0, le=1, allow_inf_nan=False, description="List the pairs scoring at least this")
     ] = 0.8,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    limit: pagination.PageLimit = 50,
     cursor: Annotated[
         str | None,
         Query(

@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
+from customer_master import pagination
 from customer_master.config import get_settings
 from customer_master.deps import AnyRole, SessionDep, Writer
 from customer_master.history import service
@@ -26,7 +27,7 @@ async def customer_history(
     session: SessionDep,
     principal: AnyRole,
     id: uuid.UUID,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    limit: pagination.PageLimit = 50,
     cursor: Annotated[
         str | None,
         Query(
@@ -57,7 +58,7 @@ async def list_events(
             "absent: the oldest event kept",
         ),
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    limit: pagination.PageLimit = 50,
     types: Annotated[
         str | None,
         Query(

@@ -54,15 +54,8 @@ async def import_customers(
 async def list_imports(
     session: SessionDep,
     principal: Writer,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[
-        str | None,
-        Query(
-            max_length=pagination.TIME_CURSOR_MAX_LENGTH,
-            pattern=pagination.TIME_CURSOR_PATTERN,
-            description=pagination.TIME_CURSOR_DESCRIPTION,
-        ),
-    ] = None,
+    limit: pagination.PageLimit = 50,
+    cursor: pagination.TimeCursor = None,
 ) -> dict[str, Any]:
     after = pagination.decode_time_cursor(cursor) if cursor else None
     runs = await service.list_import_runs(session, principal.org_id, limit=limit + 1, after=after)

@@ -1,9 +1,8 @@
 """Webhook routes (API.md §11 "Push"): ADMIN only; another org's webhook is a 404."""
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 
 from customer_master import pagination
 from customer_master.deps import Admin, SessionDep
@@ -60,15 +59,8 @@ async def list_deliveries(
     session: SessionDep,
     principal: Admin,
     id: uuid.UUID,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[
-        str | None,
-        Query(
-            max_length=pagination.TIME_CURSOR_MAX_LENGTH,
-            pattern=pagination.TIME_CURSOR_PATTERN,
-            description=pagination.TIME_CURSOR_DESCRIPTION,
-        ),
-    ] = None,
+    limit: pagination.PageLimit = 50,
+    cursor: pagination.TimeCursor = None,
 ) -> dict[str, object]:
     items, next_cursor = await service.list_deliveries(session, principal.org_id, id, limit=limit, cursor=cursor)
     return {"items": items, "next_cursor": next_cursor}
