@@ -46,3 +46,44 @@ def test_too_large_metadata_fails_every_row_that_holds_it() -> None:
         [(2, "metadata_a")],
         [(3, "metadata_a")],
     ]
+
+
+CUSTOMER_HEADER = ["name", "erp_customer_number", "default_currency", "default_language", "billing_city"]
+CUSTOMER_HEADER += ["shipping_country", "contact_email", "contact_name"]
+
+
+def test_rows_of_one_customer_each_get_their_own_cells() -> None:
+    validator = RowValidator(parse_header(CUSTOMER_HEADER, 1))
+    rows = [
+        ["A", "K1", "eur", "de-de", "Köln", "at", "a@x.de", "Anna"],
+        ["A", "K1", "eur", "de-de", "Köln", "at", "b@x.de", "Bert"],  # the same customer cells
+        ["A", "K1", "eur", "de-de", "Bonn", "at", "c@x.de", ""],  # one of them differs
+        ["A", "K1", "eur", "de-de", "Bonn", "", "d@x.de"],  # the same as far as written, short
+        ["A", "K1", "eur", "de-de", "Bonn", "at", "e@x.de", "Eva"],
+    ]
+    records = [validator.validate(line, fields)[0] for line, fields in enumerate(rows, 2)]
+
+    assert [None if record is None else record[1:] for record in records] == [
+        ("A", "K1", "EUR", "de-DE", None, None, "Köln", None, None, None)
+        + (None, None, None, None, None, "AT", "a@x.de", "Anna", None, None),
+        ("A", "K1", "EUR", "de-DE", None, None, "Köln", None, None, None)
+        + (None, None, None, None, None, "AT", "b@x.de", "Bert", None, None),
+        ("A", "K1", "EUR", "de-DE", None, None, "Bonn", None, None, None)
+        + (None, None, None, None, None, "AT", "c@x.de", None, None, None),
+        ("A", "K1", "EUR", "de-DE", None, None, "Bonn", None, None, None)
+        + (None, None, None, None, None, None, "d@x.de", None, None, None),
+        ("A", "K1", "EUR", "de-DE", None, None, "Bonn", None, None, None)
+        + (None, None, None, None, None, "AT", "e@x.de", "Eva", None, None),
+    ]
+
+
+def test_each_row_of_a_customer_with_a_bad_cell_reports_it() -> None:
+    validator = RowValidator(parse_header(CUSTOMER_HEADER, 1))
+    rows = [["A", "K1", "EURO", "de", "Köln", "at", f"{name}@x.de", name] for name in ("a", "b")]
+    outcomes = [validator.validate(line, fields) for line, fields in enumerate(rows, 2)]
+
+    assert [record for record, _ in outcomes] == [None, None]
+    assert [[(e["row"], e["field"], e["value"]) for e in errors] for _, errors in outcomes] == [
+        [(2, "default_currency", "EURO")],
+        [(3, "default_currency", "EURO")],
+    ]

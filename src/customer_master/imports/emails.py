@@ -1,9 +1,9 @@
 """Checking the contact e-mails of an import: only those the org does not already store as written.
 
 The e-mail rule (`validation.normalize_email`, via `rows.normalize_emails`) is the costliest check of a
-row, about twice all the others together. An e-mail the org already stores exactly as written passed the
-rule when it was stored, and the rule is idempotent, so it needs no check — which makes a nightly
-re-import of the same contacts much cheaper.
+row (~80 µs a cell here, twice all the other checks together). An e-mail the org already stores exactly as
+written passed the rule when it was stored, and the rule is idempotent, so it needs no check — which makes a
+nightly re-import of the same contacts much cheaper.
 
 Before staging, the org's stored e-mails are loaded as a sorted array of 64-bit hashes (8 bytes each, so
 a million contacts cost 8 MB); a cell whose hash is not in it is certainly not stored and is checked. A
@@ -14,8 +14,10 @@ e-mail is checked, exactly as without the hashes.
 Only the problems are kept: the cells that fail, and those the rule rewrites (case, spaces, an IDN).
 (Checking in a worker process while reading was measured too: on 2 shared cores it was slower.)
 
-The e-mails that are checked go through `EmailRule`, which applies the domain part of the rule once per
-distinct domain (see its docstring): of the rule's cost, ~70 % is the domain's (IDNA/UTS-46 per character).
+The e-mails that are checked go through `EmailRule`, which gives the rule's answer without running it for
+the common shape (`local@plain.domain`) and runs it once per other distinct domain (see its docstring): a
+first import of 100,000 rows spent 8 s of CPU in the rule, ~70 % of it in the domain part (IDNA/UTS-46, per
+character), and now spends ~0.3 s.
 """
 
 import array

@@ -5,6 +5,7 @@ A row becomes a staging record (normalised values, `None` for an empty cell) or 
 """
 
 import json
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,8 @@ METADATA_PREFIX = "metadata_"
 MERGED_COLUMNS = ("name", "default_currency", "default_language") + BILLING_COLUMNS + SHIPPING_COLUMNS
 # The staging table's columns, in the order of a record.
 STAGING_COLUMNS = ("row_no", *COLUMNS, "metadata")
+# The customer's cells in a record (the columns before the contact's).
+CUSTOMER_SLOTS = slice(1, 1 + len(CUSTOMER_COLUMNS + BILLING_COLUMNS + SHIPPING_COLUMNS))
 
 TRUE_WORDS = frozenset({"true", "1", "yes", "ja", "x"})
 FALSE_WORDS = frozenset({"false", "0", "no", "nein"})
@@ -194,6 +197,28 @@ def normalize_emails(cells: list[str]) -> list[tuple[str, str | None, str | None
     return results
 
 
+def _convert_cells(
+    line: int,
+    fields: list[str],
+    cells: list[tuple[int, int, str, Callable[[str], Any]]],
+    values: list[Any],
+    errors: list[dict[str, Any]],
+) -> None:
+    """Each cell's value into its slot of `values`, or its error into `errors`; empty cells stay None."""
+    count = len(fields)
+    for index, slot, column, convert in cells:
+        if index >= count:
+            continue  # a short record: the missing cells are empty
+        raw = fields[index]
+        cell = raw.strip()
+        if not cell:
+            continue
+        try:
+            values[slot] = convert(cell)
+        except CellError as exc:
+            errors.append({"row": line, "field": column, "value": raw, "error": exc.message})
+
+
 @dataclass
 class RowValidator:
     """Turns `(line, fields)` into a staging record, or into the row's errors.
@@ -212,11 +237,19 @@ class RowValidator:
         converters = _converters()
         slots = {column: index for index, column in enumerate(STAGING_COLUMNS)}
         deferred = {"contact_email"} if self.defer_email else set()
-        self._cells = [
+        cells = [
             (self.header.positions[column], slots[column], column, converters[column])
             for column in COLUMNS
             if column in self.header.positions and column not in deferred
         ]
+        customer_slots = range(CUSTOMER_SLOTS.start, CUSTOMER_SLOTS.stop)
+        self._customer_cells = [cell for cell in cells if cell[1] in customer_slots]
+        self._contact_cells = [cell for cell in cells if cell[1] not in customer_slots]
+        positions = [cell[0] for cell in self._customer_cells] or [0]
+        # The customer's cells as written, compared with the previous row's (one C call per row).
+        self._customer_key = operator.itemgetter(*positions)
+        self._customer_width = max(positions) + 1
+        self._previous_customer: tuple[Any, list[Any]] | None = None
         self._email_index = self.header.positions.get("contact_email") if self.defer_email else None
         self._width = len(STAGING_COLUMNS)
         self._metadata_slot = slots["metadata"]
@@ -230,17 +263,16 @@ class RowValidator:
         values[0] = line
         errors: list[dict[str, Any]] = []
         count = len(fields)
-        for index, slot, column, convert in self._cells:
-            if index >= count:
-                continue  # a short record: the missing cells are empty
-            raw = fields[index]
-            cell = raw.strip()
-            if not cell:
-                continue
-            try:
-                values[slot] = convert(cell)
-            except CellError as exc:
-                errors.append({"row": line, "field": column, "value": raw, "error": exc.message})
+        # Rows of one customer (one per contact, as ERPs and our export write them) repeat its cells: when they
+        # are as in the previous row, so is what they become. (A row with errors is not remembered.)
+        key = self._customer_key(fields) if count >= self._customer_width else None
+        previous = self._previous_customer
+        if key is not None and previous is not None and previous[0] == key:
+            values[CUSTOMER_SLOTS] = previous[1]
+        else:
+            _convert_cells(line, fields, self._customer_cells, values, errors)
+            self._previous_customer = (key, values[CUSTOMER_SLOTS]) if key is not None and not errors else None
+        _convert_cells(line, fields, self._contact_cells, values, errors)
         if self.header.metadata:
             self._metadata(line, fields, values, errors)
         if self._email_index is not None and self._email_index < count and fields[self._email_index].strip():
