@@ -224,9 +224,8 @@ class RowValidator:
     """Turns `(line, fields)` into a staging record, or into the row's errors.
 
     With `defer_email`, a row's `contact_email` is staged as written and checked later, in bulk, by
-    `normalize_emails` (the import skips e-mails the org already stores exactly so: they passed this
-    rule when they were stored). A row that fails for another reason has its e-mail checked here, so
-    that its report lists every problem.
+    `emails.EmailRule` (the rule, once per distinct domain). A row that fails for another reason has its
+    e-mail checked here, so that its report lists every problem.
     """
 
     header: Header

@@ -2,8 +2,8 @@
 
 1. Stream the file (`reader.py`), validate each row with the API's rules (`rows.py`) in a worker thread,
    and `COPY` the valid rows in batches into a temporary staging table (`staging.py`). Contact e-mails are
-   checked only when the org does not store them as written (`emails.py`); rows whose e-mail fails leave
-   staging before anything is applied.
+   checked per batch, each distinct cell once (`emails.py`); rows whose e-mail fails leave staging before
+   anything is applied.
 2. Take the org's import lock (`pg_advisory_xact_lock`): imports into one org run one at a time, the
    second waiting for the first; imports into different orgs run side by side.
 3. Group the rows by ERP number (the last non-empty cell wins per field), each group matched to the
@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from customer_master.auth.tenancy import OrgId
 from customer_master.history.context import record_changes_as
 from customer_master.imports import runs, staging, upsert_sql
-from customer_master.imports.emails import EmailCheck, load_known_emails
+from customer_master.imports.emails import EmailCheck
 from customer_master.imports.reader import CsvReader, ensure_field_size_limit
 from customer_master.imports.report import Applied, build_report, duplicate_erp_warnings, missing_erp_warning
 from customer_master.imports.rows import RowValidator, parse_header
@@ -102,11 +102,10 @@ async def _stage(
     """The file's valid rows in staging; the e-mails the rule rewrites rewritten, those it rejects gone."""
     await staging.set_work_table_settings(conn)
     await staging.create_staging_table(conn)
-    # Before anything reads the org's rows (the e-mail check, the grouping, the foreign-key checks).
+    # Before anything reads the org's rows (the grouping, the foreign-key checks).
     await refresh_stale_statistics(conn, org_id, "customer", "customer_contact")
-    emails = EmailCheck(await load_known_emails(conn, org_id))
+    emails = EmailCheck()
     staged = await staging.copy_valid_rows(conn, reader, validator, emails, progress)
-    await emails.finish(conn, org_id, staged.rows)
     await staging.apply_email_problems(conn, staged, emails.problems)
     await staging.analyze_staging_table(conn)
     return staged

@@ -81,8 +81,7 @@ async def copy_valid_rows(
 ) -> Staged:
     """Read and check rows in a worker thread while the previous batch is being copied into staging.
 
-    The contact e-mails of the valid rows go to `emails`, which checks only those the org does not store
-    as written (`emails.py`).
+    The contact e-mails of the valid rows go to `emails`, which checks each distinct cell once (`emails.py`).
     """
     records = reader.records()
     staged = Staged(rows=0, failed_rows=set(), errors=[])

@@ -4,7 +4,7 @@ The planner estimates a table's rows as the density of its last `ANALYZE` or `VA
 times its pages now. Taken while the table was empty but its pages were not (after a `DELETE`, before a
 `VACUUM` gave them back), that density is 0: the table looks empty whatever it holds, every index that
 starts with `org_id` looks as good as any other, and a lookup of one row — the contacts' foreign-key
-check by (org_id, id), which PostgreSQL plans itself, or the e-mail check by (org_id, email) — may walk
+check by (org_id, id), which PostgreSQL plans itself, or a contact's by (org_id, customer_id, email) — may walk
 the org's whole range of another index, once per row: quadratic (100,000 rows ran for many minutes).
 An `ANALYZE` in the transaction counts the rows it has written, too, and replaces the cached plans.
 """
