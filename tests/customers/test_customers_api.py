@@ -284,6 +284,19 @@ def test_q_matches_a_prefix_of_the_erp_number_case_insensitively(client: httpx.C
     assert names_found(client, org, q="1234") == set(), "the ERP number matches by prefix only"
 
 
+def test_q_finds_names_and_erp_numbers_together(client: httpx.Client, org: OrgContext, other_org: OrgContext) -> None:
+    """One term, both readings: a name that contains it, a number that starts with it (whether any number of
+    the org starts with the term is asked once per search; another org's numbers do not count)."""
+    create_customer(client, org, name="Muller Bau", erp_customer_number="7-1")
+    create_customer(client, org, name="Zeta", erp_customer_number="MULLER-7")
+    create_customer(client, org, name="Omega", erp_customer_number="X-MULLER")
+    create_customer(client, other_org, name="Fremd", erp_customer_number="BAU-1")
+
+    assert names_found(client, org, q="muller") == {"Muller Bau", "Zeta"}
+    assert names_found(client, org, q="mull") == {"Muller Bau", "Zeta"}
+    assert names_found(client, org, q="bau") == {"Muller Bau"}
+
+
 def test_erp_number_filter_is_exact(client: httpx.Client, org: OrgContext) -> None:
     create_customer(client, org, name="Exact", erp_customer_number="4711")
     create_customer(client, org, name="Longer", erp_customer_number="47110")
