@@ -143,6 +143,7 @@ class OrgWithData:
     org: OrgContext
     customer_ids: list[str]
     merge_id: str
+    spare_token_ids: list[str]
 
 
 # A merge reaches its logic only with ids of the org's live customers, which random UUIDs never are: half of its
@@ -151,6 +152,9 @@ class OrgWithData:
 # org's own merge (see `org_with_data`) — undone once, then 409 as the merge was undone or its survivor changed.
 # Its 404 for an unknown merge id is tested in tests/merge.
 CUSTOMER_IDS = {"dictionary": "customer_ids", "probability": 0.5}
+# Deleting an API token reaches its logic with the id of one that exists: half the ids are the org's spare tokens
+# (never the run's own credential, see `_operation_configs`), enough that each phase deletes one.
+SPARE_TOKENS = 40
 
 
 def _toml(value: Any) -> str:
@@ -178,7 +182,8 @@ def _operation_configs(merge_id: str) -> dict[str, dict[str, Any]]:
         # Ids seen in earlier answers make requests reach real rows: not for deleting API tokens, where the one
         # id seen in `GET /api-tokens` is the run's own credential (random ids and created tokens still are).
         "DELETE /api/v1/api-tokens/{id}": {
-            "phases": {phase: {"extra-data-sources": {"responses": False}} for phase in ("coverage", "fuzzing")}
+            "parameters": {"path.id": {"dictionary": "spare_token_ids", "probability": 0.5}},
+            "phases": {phase: {"extra-data-sources": {"responses": False}} for phase in ("coverage", "fuzzing")},
         },
     }
     for refusal in ACCEPTED_REFUSALS:
@@ -194,7 +199,10 @@ def schemathesis_config(token: str, data: OrgWithData) -> str:
         "seed": SEED,
         "workers": 1,
         "headers": {"Authorization": f"Bearer {token}"},
-        "dictionaries": {"customer_ids": {"values": data.customer_ids}},
+        "dictionaries": {
+            "customer_ids": {"values": data.customer_ids},
+            "spare_token_ids": {"values": data.spare_token_ids},
+        },
         # Two warnings are checked by operation after the run (schemathesis cannot scope them): `missing_auth`
         # ("operations returned only 401/403") and `validation_mismatch` ("mostly rejected generated data").
         "warnings": _warnings("missing_auth", "validation_mismatch"),
@@ -257,7 +265,11 @@ def org_with_data(db: Db, server: Server) -> Iterator[OrgWithData]:
             webhook = client.post("/api/v1/webhooks", json={"url": "http://127.0.0.1:9/hook"})
             assert webhook.status_code == 201, webhook.text
             customers.append(create_customer(client, org, name="Ost KG", erp_customer_number="O-1"))  # an event
-        yield OrgWithData(org, [customer["id"] for customer in customers], merge.json()["merge_id"])
+            spare_tokens = [
+                client.post("/api/v1/api-tokens", json={"name": f"spare {n}", "role": "VIEWER"}).json()["id"]
+                for n in range(SPARE_TOKENS)
+            ]
+        yield OrgWithData(org, [customer["id"] for customer in customers], merge.json()["merge_id"], spare_tokens)
     finally:
         settings.webhook_allow_loopback = allowed_before
         db.execute("DELETE FROM webhook_endpoint WHERE org_id = :org_id", org_id=org.id)

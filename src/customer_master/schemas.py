@@ -13,10 +13,14 @@ NO_NUL_PATTERN = "^[^\\x00]*$"
 
 
 def _say_no_nul(schema: dict[str, Any]) -> None:
-    """The JSON Schema of `validation.reject_nul`: a pattern on each string property that has none."""
+    """The JSON Schema of `validation.reject_nul`: a pattern on each string property that has none.
+
+    Not on a `format` (an e-mail address, a UUID, a date): none of them holds U+0000 anyway, and a pattern
+    beside a format makes generators draw strings for the pattern and discard all but valid addresses.
+    """
     for prop in schema.get("properties", {}).values():
         for branch in [prop, *prop.get("anyOf", [])]:
-            if branch.get("type") == "string" and "pattern" not in branch and "enum" not in branch:
+            if branch.get("type") == "string" and not {"pattern", "enum", "format"} & branch.keys():
                 branch["pattern"] = NO_NUL_PATTERN
 
 
