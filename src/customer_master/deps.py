@@ -1,4 +1,5 @@
-"""Request dependencies: the database session (one transaction per request), the caller and the role rule.
+"""Request dependencies: the database session (one transaction per request), the caller and the role rule,
+and for routes that only read, a read connection with the caller (`Reader`).
 
 The web UI uses the same session and role rule (`web/deps.py`); only its caller comes from a cookie.
 """
