@@ -15,6 +15,7 @@ import asyncpg
 import httpx
 import pytest
 
+from customer_master.db import session as session_module
 from customer_master.db.session import Database, driver_connection
 from customer_master.errors import ServiceUnavailable
 from tests.conftest import Db, OrgContext, create_customer
@@ -99,6 +100,28 @@ def test_a_terminated_backend_is_a_503_and_its_connection_is_discarded(db: Db, o
     assert isinstance(error, ServiceUnavailable)
     assert pid not in following
     assert db.database.pool_connections()[0] == 0
+
+
+def test_a_read_that_finds_every_connection_busy_is_a_503_once_it_has_waited(
+    db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database is saturated: a read waits for a free connection as long as the pool allows, then 503."""
+    monkeypatch.setattr(session_module, "READ_ACQUIRE_TIMEOUT_S", 0.2)
+
+    async def scenario() -> tuple[BaseException | None, int]:
+        database = Database(db.database.url, pool_size=1)
+        try:
+            async with database.read():
+                waiting = await asyncio.gather(backend_pid(database, Database.read), return_exceptions=True)
+            return waiting[0] if isinstance(waiting[0], BaseException) else None, await backend_pid(
+                database, Database.read
+            )
+        finally:
+            await database.dispose()
+
+    error, pid_afterwards = db.run(scenario())
+    assert isinstance(error, ServiceUnavailable)
+    assert pid_afterwards > 0  # the connection held meanwhile serves again once free
 
 
 def test_requests_after_the_pool_lost_its_backends_answer_200_or_503_never_500(
