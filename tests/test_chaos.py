@@ -97,7 +97,7 @@ class Postgres:
         self.server.cleanup()
 
 
-POOL_SIZE = 10  # the server's, for each of its two pools
+POOL_SIZE = 10  # the server's: each of its two pools keeps at most this many idle
 
 
 def start_server(database_url: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:

@@ -127,9 +127,11 @@ def test_a_read_that_finds_every_connection_busy_is_a_503_once_it_has_waited(
 def test_requests_after_the_pool_lost_its_backends_answer_200_or_503_never_500(
     db: Db, client: httpx.Client, org: OrgContext
 ) -> None:
-    """Every pooled connection's backend is terminated while it sits idle (a restart, a failover)."""
+    """Every pooled connection's backend is terminated while it sits idle (a restart, a failover): the read
+    connections' (a customer, a search, /readyz, /me) and the request transactions' (history, imports)."""
     customer = create_customer(client, org)
     reads = [f"/api/v1/customers/{customer['id']}", "/api/v1/customers?q=muster", "/readyz", "/api/v1/me"]
+    reads += [f"/api/v1/customers/{customer['id']}/history", "/api/v1/imports"]
 
     async def terminate_idle_backends() -> int:
         conn = await asyncpg.connect(db.database.url)

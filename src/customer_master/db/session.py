@@ -105,8 +105,9 @@ async def reading_connection(reads: Reads) -> asyncpg.Connection:
 
 
 async def _keep_connection(connection: asyncpg.Connection) -> None:
-    """A read connection goes back to the pool as it is: reads change no session state, and asyncpg has
-    already rolled back a transaction left open. (Its default reset costs a round trip per request.)"""
+    """A read connection goes back to the pool as it is: reads change no session state (no `SET` but
+    `SET LOCAL`, no advisory lock, no `LISTEN`, no cursor), and asyncpg (≥ 0.30) has already rolled back a
+    transaction left open before it calls this. Its default reset costs a round trip per request."""
 
 
 class Database:
@@ -195,6 +196,7 @@ class Database:
         _LIVE.discard(self)
         if self._read_pool is not None:
             await self._read_pool.close()
+            self._read_pool = None  # as the engine, a disposed database opens anew when used again
         await self.engine.dispose()
 
 
