@@ -94,7 +94,9 @@ class Postgres:
         self._pg_ctl(["-w", "-m", "fast", "restart"], pgdata=self.server.pgdata, user=self.server.system_user)
 
     def stop(self) -> None:
-        self.server.cleanup()
+        # By pg_ctl, not the wheel's cleanup, which stops the postmaster it started: after `restart` that one
+        # is gone and the new one would outlive the test.
+        self._pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.server.pgdata, user=self.server.system_user)
 
 
 POOL_SIZE = 10  # the server's: each of its two pools keeps at most this many idle
