@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 import email_validator
 
-from customer_master.imports.rows import normalize_emails
+from customer_master.imports.rows import VALUE_CACHE_LIMIT, normalize_emails
 
 Problem = tuple[str, str | None, str | None]  # (cell, normalised, error)
 
@@ -42,8 +42,6 @@ _PLAIN_DOMAIN = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)
 _SPECIAL_USE_SUFFIXES = tuple(
     suffix for name in email_validator.SPECIAL_USE_DOMAIN_NAMES for suffix in (f".{name}", f"@{name}")
 )
-# Domains the rule was asked about (those not plain); bounded, like the other per-value caches of a row.
-_DOMAIN_CACHE_LIMIT = 10_000
 
 
 def is_plain_domain(domain: str) -> bool:
@@ -92,7 +90,7 @@ class EmailRule:
             probe = f"{_PROBE_LOCAL_PART}@{domain}"
             ((_, normalized, _),) = normalize_emails([probe])
             accepted = normalized == probe.lower()
-            if len(self._domains) < _DOMAIN_CACHE_LIMIT:
+            if len(self._domains) < VALUE_CACHE_LIMIT:  # the domains asked about (not plain)
                 self._domains[domain] = accepted
         return accepted
 

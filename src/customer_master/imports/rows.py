@@ -44,7 +44,8 @@ CUSTOMER_SLOTS = slice(1, 1 + len(CUSTOMER_COLUMNS + BILLING_COLUMNS + SHIPPING_
 
 TRUE_WORDS = frozenset({"true", "1", "yes", "ja", "x"})
 FALSE_WORDS = frozenset({"false", "0", "no", "nein"})
-_CACHE_LIMIT = 10_000
+# How many distinct values each per-value cache of an import keeps (values beyond are converted each time).
+VALUE_CACHE_LIMIT = 10_000
 
 
 class CellError(Exception):
@@ -135,7 +136,7 @@ def _cached(convert: Callable[[str], Any]) -> Callable[[str], Any]:
                 outcome = convert(cell)
             except CellError as exc:
                 outcome = exc
-            if len(results) < _CACHE_LIMIT:
+            if len(results) < VALUE_CACHE_LIMIT:
                 results[cell] = outcome
         if isinstance(outcome, CellError):
             raise CellError(outcome.message)
@@ -322,6 +323,6 @@ class RowValidator:
             )
             return
         encoded = json.dumps(metadata, ensure_ascii=False)
-        if len(self._metadata_json) < _CACHE_LIMIT:
+        if len(self._metadata_json) < VALUE_CACHE_LIMIT:
             self._metadata_json[written] = encoded
         values[self._metadata_slot] = encoded
