@@ -98,3 +98,9 @@ def csrf_token(page: Page) -> str:
     token = page.locator('meta[name="csrf-token"]').get_attribute("content")
     assert token
     return token
+
+
+def htmx_settled(page: Page) -> None:
+    """Wait until htmx has settled its last swap: only then do the links and forms it brought in send their
+    requests by htmx (in the 20 ms before, a click follows the plain link and loads the whole page)."""
+    page.wait_for_function("() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')")

@@ -6,7 +6,7 @@ import httpx
 from playwright.sync_api import Page, expect
 
 from tests.conftest import create_customer
-from tests.web.conftest import WebOrg, log_in
+from tests.web.conftest import WebOrg, htmx_settled, log_in
 
 
 def test_login_wrong_password_then_right_one_and_logout(page: Page, web_org: WebOrg) -> None:
@@ -166,6 +166,7 @@ def test_add_two_contacts_and_switch_the_primary(page: Page, web_org: WebOrg, cl
     expect(rows.nth(0).locator(".badge")).to_have_text("Primary")
     expect(rows.nth(1).locator(".badge")).to_have_count(0)
 
+    htmx_settled(page)
     contacts.get_by_role("link", name="Edit (einkauf@muster.de)").click()
     contacts.locator("tr.editing").get_by_label("Name").fill("Max M.")
     contacts.get_by_role("button", name="Save contact").click()
