@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 WEB=src/customer_master/web
 LOCALES=$WEB/locales
-"$BIN/pybabel" extract -F "$WEB/babel.cfg" -k _ -k gettext -k ngettext:1,2 --sort-by-file --add-location=file \
+"$BIN/pybabel" extract -F "$WEB/babel.cfg" -k _ -k N_ -k gettext -k ngettext:1,2 --sort-by-file --add-location=file \
   --project "Customer Master" --copyright-holder "Customer Master" -o "$LOCALES/messages.pot" "$WEB"
 for dir in "$LOCALES"/*/; do
   "$BIN/pybabel" update --no-fuzzy-matching --ignore-obsolete -i "$LOCALES/messages.pot" -d "$LOCALES" -l "$(basename "$dir")"

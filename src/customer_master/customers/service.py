@@ -6,10 +6,10 @@ The SQL is in `customers.repository`; HTTP (headers, status codes) is in `custom
 import hashlib
 import json
 import uuid
-from collections.abc import Set
-from typing import Any
+from collections.abc import Mapping, Set
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from customer_master.auth.tenancy import OrgId
@@ -33,6 +33,7 @@ from customer_master.merge_patch import merge_patch
 from customer_master.pagination import decode_cursor, encode_cursor
 
 NOT_NULL_FIELDS = ("name", "default_currency", "default_language")
+RowModel = TypeVar("RowModel", bound=BaseModel)
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -44,18 +45,7 @@ async def list_customers(
     """One page ordered by name (case-insensitive) then id; the cursor continues after its last row."""
     after = decode_cursor(cursor, str) if cursor else None
     rows = await repository.fetch_customer_page(reads, org_id, filters, limit=limit, after=after)
-    items = [
-        CustomerListItem(
-            id=row["id"],
-            name=row["name"],
-            erp_customer_number=row["erp_customer_number"],
-            default_currency=row["default_currency"],
-            default_language=row["default_language"],
-            billing_address=_json_or_none(row["billing_address"]),
-            contact_count=row["contact_count"],
-        )
-        for row in rows[:limit]
-    ]
+    items = [_model_from_row(CustomerListItem, row) for row in rows[:limit]]
     next_cursor = encode_cursor(rows[limit - 1]["sort_name"], rows[limit - 1]["id"]) if len(rows) > limit else None
     return items, next_cursor
 
@@ -104,27 +94,22 @@ async def get_customer(reads: Reads, org_id: OrgId, customer_id: uuid.UUID) -> C
         )
         for contact_id, email, name, is_primary, created_at, updated_at in row["contacts"] or ()
     ]
-    return CustomerDocument(
-        CustomerOut(
-            id=row["id"],
-            org_id=row["org_id"],
-            name=row["name"],
-            erp_customer_number=row["erp_customer_number"],
-            erp_aliases=row["erp_aliases"],
-            default_currency=row["default_currency"],
-            default_language=row["default_language"],
-            billing_address=_json_or_none(row["billing_address"]),
-            shipping_address=_json_or_none(row["shipping_address"]),
-            metadata=_json_or_none(row["metadata"]) or {},
-            contacts=contacts,
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-        )
-    )
+    metadata = json.loads(row["metadata"] or "null") or {}  # a JSON null or no value at all: {}
+    return CustomerDocument(_model_from_row(CustomerOut, row, contacts=contacts, metadata=metadata))
 
 
-def _json_or_none(value: str | None) -> Any:
-    return json.loads(value) if value is not None else None
+_JSON_COLUMNS = frozenset({"billing_address", "shipping_address", "metadata"})
+
+
+def _model_from_row(model: type[RowModel], row: Mapping[str, Any], **given: Any) -> RowModel:
+    """`model` from a row of the customer repository: each field from the column of its name (the JSON
+    columns decoded), unless `given`."""
+    values = {
+        name: json.loads(row[name]) if name in _JSON_COLUMNS and row[name] is not None else row[name]
+        for name in model.model_fields
+        if name not in given
+    }
+    return model(**values, **given)
 
 
 def check_if_match(expected_etags: Set[str] | None, document: CustomerDocument) -> None:

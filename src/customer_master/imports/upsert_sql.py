@@ -39,6 +39,16 @@ def _differs(column: str) -> str:
     return f'min({column} COLLATE "C") <> max({column} COLLATE "C")'
 
 
+def _recording_contacts(change: str, write: str) -> str:
+    """`write` (a statement returning `customer_id, id` of each contact it writes) with each of those contacts
+    recorded in `cm_import_touched` as `change`."""
+    return (
+        f"WITH written AS ({write})\n"
+        "INSERT INTO cm_import_touched (customer_id, contact_id, change)\n"
+        f"SELECT customer_id, id, '{change}' FROM written\n"
+    )
+
+
 def _address_columns(prefix: str) -> list[str]:
     return [f"{prefix}_{key}" for key in ADDRESS_FIELDS]
 
@@ -421,41 +431,42 @@ async def keep_last_primary_per_customer(conn: asyncpg.Connection) -> set[uuid.U
 # --- stored contacts ------------------------------------------------------------------------------
 
 # Before the new primary is set: at most one primary per customer is a unique index, checked per row.
-UNMARK_REPLACED_PRIMARIES = """
-WITH unmarked AS (
+UNMARK_REPLACED_PRIMARIES = _recording_contacts(
+    "contact",
+    """
   UPDATE customer_contact cc SET is_primary = false
     FROM cm_import_contact ic
    WHERE ic.existed AND ic.is_primary
      AND cc.org_id = $1 AND cc.customer_id = ic.customer_id AND cc.is_primary AND cc.email <> ic.email
-  RETURNING cc.id, cc.customer_id
+  RETURNING cc.customer_id, cc.id
+""",
 )
-INSERT INTO cm_import_touched (customer_id, contact_id, change) SELECT customer_id, id, 'contact' FROM unmarked
-"""
 
 
 async def unmark_replaced_primaries(conn: asyncpg.Connection, org_id: OrgId) -> None:
     await conn.execute(UNMARK_REPLACED_PRIMARIES, org_id)
 
 
-UPDATE_MATCHED_CONTACTS = """
-WITH changed AS (
+UPDATE_MATCHED_CONTACTS = _recording_contacts(
+    "contact",
+    """
   UPDATE customer_contact cc
      SET name = coalesce(ic.name, cc.name), is_primary = coalesce(ic.is_primary, cc.is_primary)
     FROM cm_import_contact ic
    WHERE ic.existed AND cc.org_id = $1 AND cc.customer_id = ic.customer_id AND cc.email = ic.email
      AND (cc.name, cc.is_primary) IS DISTINCT FROM (coalesce(ic.name, cc.name), coalesce(ic.is_primary, cc.is_primary))
-  RETURNING cc.id, cc.customer_id
+  RETURNING cc.customer_id, cc.id
+""",
 )
-INSERT INTO cm_import_touched (customer_id, contact_id, change) SELECT customer_id, id, 'contact' FROM changed
-"""
 
 
 async def update_matched_contacts(conn: asyncpg.Connection, org_id: OrgId) -> None:
     await conn.execute(UPDATE_MATCHED_CONTACTS, org_id)
 
 
-INSERT_NEW_CONTACTS = """
-WITH created AS (
+INSERT_NEW_CONTACTS = _recording_contacts(
+    "created",
+    """
   INSERT INTO customer_contact (org_id, customer_id, email, name, is_primary)
   SELECT $1, ic.customer_id, ic.email, ic.name, coalesce(ic.is_primary, false)
     FROM cm_import_contact ic
@@ -464,9 +475,8 @@ WITH created AS (
                       WHERE cc.org_id = $1 AND cc.customer_id = ic.customer_id AND cc.email = ic.email)
   ON CONFLICT (org_id, customer_id, email) DO NOTHING
   RETURNING customer_id, id
+""",
 )
-INSERT INTO cm_import_touched (customer_id, contact_id, change) SELECT customer_id, id, 'created' FROM created
-"""
 
 
 async def insert_new_contacts(conn: asyncpg.Connection, org_id: OrgId) -> None:

@@ -31,6 +31,7 @@ from customer_master.db.faults import is_connection_lost
 from customer_master.deps import run_in_function_scope
 from customer_master.errors import AppError, AuthRequired, Forbidden, NotFound, ServiceUnavailable, field_errors
 from customer_master.web.i18n import LANGUAGES, gettext_for, language_of, translations
+from customer_master.web.labels import translated_labels
 
 SESSION_COOKIE = "cm_session"
 CSRF_COOKIE = "cm_csrf"
@@ -255,6 +256,7 @@ def environment(language: str) -> Environment:
     env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
     env.globals["static_url"] = static_url
     env.globals["languages"] = LANGUAGES
+    env.globals.update(translated_labels(translations(language).gettext))
     env.filters["datetime"] = lambda value: format_datetime(value, "short", locale=language) if value else "–"
     return env
 

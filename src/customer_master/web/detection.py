@@ -16,27 +16,16 @@ from customer_master.detection.schemas import DetectRequest
 from customer_master.detection.settings import detection_settings
 from customer_master.web.core import CsrfChecked, WebRoute, errors_of, form_text, is_htmx, render
 from customer_master.web.deps import WebUser
-from customer_master.web.i18n import gettext_for
 
 router = APIRouter(route_class=WebRoute)
 FIELDS = ("from_email", "document_text", "hint_name", "hint_erp_customer_number")
-
-
-def signal_labels(request: Request) -> dict[str, str]:
-    _ = gettext_for(request)
-    return {
-        "S1_EMAIL": _("Sender is a contact"),
-        "S2_DOMAIN": _("Sender's domain is a contact's"),
-        "S4_CUSTOMER_NUMBER": _("Customer number"),
-        "S5_NAME": _("Similar company name"),
-    }
 
 
 async def _page(
     request: Request, session: AsyncSession, principal: Principal, status: int = 200, **extra: Any
 ) -> Response:
     settings = await detection_settings(session, principal.org_id)
-    context = {"values": {}, "settings": settings, "labels": signal_labels(request), **extra}
+    context = {"values": {}, "settings": settings, **extra}
     return render(request, "detect.html", context, status=status)
 
 
@@ -66,7 +55,7 @@ async def detect(request: Request, session: SessionDep, principal: WebUser) -> R
             return render(request, "_detect_results.html", {"errors": errors}, status=422)
         return await _page(request, session, principal, 422, values=values, errors=errors)
     result = await service.detect_customer(session, principal.org_id, detect_request)
-    context: dict[str, Any] = {"result": result, "labels": signal_labels(request), "asked": any(body.values())}
+    context: dict[str, Any] = {"result": result, "asked": any(body.values())}
     if is_htmx(request):
         return render(request, "_detect_results.html", context)
     return await _page(request, session, principal, values=values, **context)

@@ -18,26 +18,16 @@ from customer_master.duplicates.schemas import DismissRequest
 from customer_master.errors import ValidationFailed
 from customer_master.web.core import CsrfChecked, WebRoute, is_htmx, redirect, render
 from customer_master.web.deps import WebUser, WebWriter
-from customer_master.web.i18n import gettext_for
 
 router = APIRouter(route_class=WebRoute)
 PAGE_SIZE = 25
-
-
-def reason_labels(request: Request) -> dict[str, str]:
-    _ = gettext_for(request)
-    return {
-        "SAME_EMAIL": _("Same contact e-mail"),
-        "SAME_DOMAIN": _("Same contact e-mail domain"),
-        "SIMILAR_NAME": _("Similar name"),
-    }
 
 
 async def _page(session: AsyncSession, principal: Principal, request: Request, cursor: str | None) -> dict[str, Any]:
     items, next_cursor = await service.list_duplicates(
         session, principal.org_id, limit=PAGE_SIZE, cursor=cursor or None
     )
-    return {"items": items, "next_cursor": next_cursor, "first_page": not cursor, "labels": reason_labels(request)}
+    return {"items": items, "next_cursor": next_cursor, "first_page": not cursor}
 
 
 @router.get("/duplicates")

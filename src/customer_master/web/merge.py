@@ -133,19 +133,6 @@ def _ids_query(ids: list[uuid.UUID], **extra: str) -> str:
     return urlencode([("ids", str(i)) for i in ids] + list(extra.items()))
 
 
-def field_labels(request: Request) -> dict[str, str]:
-    _ = gettext_for(request)
-    return {
-        "name": _("Name"),
-        "erp_customer_number": _("ERP number"),
-        "default_currency": _("Currency"),
-        "default_language": _("Language"),
-        "billing_address": _("Billing address"),
-        "shipping_address": _("Shipping address"),
-        "metadata": _("Metadata"),
-    }
-
-
 def _screen(
     request: Request,
     columns: list[CustomerOut],
@@ -160,7 +147,6 @@ def _screen(
         "ids": ids,
         "choices": choices or (default_choices(columns) if columns else None),
         "problems": problems,
-        "labels": field_labels(request),
         "remove_urls": {i: "/merge?" + _ids_query([o for o in ids if o != i]) for i in ids},
         **extra,
     }
@@ -255,7 +241,6 @@ async def merge_done(
         "merge_id": merge_id,
         "customer": document.customer,
         "merged": _count(merged),
-        "labels": field_labels(request),
     }
     return render(request, "merge/done.html", context)
 
@@ -278,7 +263,6 @@ async def undo_merge(request: Request, merge_id: uuid.UUID, session: SessionDep,
             "merge_id": merge_id,
             "customer": survivor.customer,
             "conflict": exc.message,
-            "labels": field_labels(request),
         }
         return render(request, "merge/done.html", context, status=exc.status)
     return redirect(request, "/merge?" + _ids_query([c.id for c in result.customers], undone="1"))
