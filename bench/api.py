@@ -20,7 +20,7 @@ on 2 cores it shares the CPU with the server and PostgreSQL, so it must cost far
 
     .venv/bin/python bench/api.py                         # 100k customers, 4 clients, 10 s per scenario
     .venv/bin/python bench/api.py --customers 10000 --duration 3
-    .venv/bin/python bench/api.py --serve-arg=--workers --serve-arg=2
+    .venv/bin/python bench/api.py --workers 2 --keep             # two server processes; keep the database
 """
 
 import argparse
@@ -34,12 +34,13 @@ import re
 import secrets
 import shutil
 import socket
+import sys
 import tempfile
 import time
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -503,7 +504,10 @@ async def expect_ok(conn: HttpConnection, path: str) -> bytes:
     return body
 
 
-async def measure_get_one(bench: Bench) -> tuple[Row, Row]:
+FLOOR_NOTE = "FastAPI + uvicorn, one route, one dependency, the caller's and the customer's statements"
+
+
+async def measure_get_one(bench: Bench) -> tuple[Row, Row, Row]:
     ids, org_id = bench.work.ids, bench.setup.org_id
 
     async def http_op(conn: HttpConnection, n: int) -> None:
@@ -515,7 +519,15 @@ async def measure_get_one(bench: Bench) -> tuple[Row, Row]:
 
     jwt_row = Row("get one customer", await bench.run_http(http_op), await bench.run_sql(sql_op))
     token_row = Row("get one customer (API token)", await bench.run_http(http_op, bearer=bench.setup.api_token), None)
-    return jwt_row, token_row
+    port = common.free_port()
+    command = [sys.executable, "-m", "uvicorn", "framework_floor:app", "--app-dir", str(Path(__file__).parent)]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(bench.args.workers), "--log-level", "info"]
+    env = {"DATABASE_URL": bench.setup.database_url, "CM_FLOOR_ORG_ID": str(org_id)}
+    env["CM_FLOOR_USER_ID"] = str(bench.setup.user_id)
+    with common.running_process(command, env, OUT_DIR / "framework-floor-server.log", bench.args.workers) as pid:
+        floor = replace(bench, port=port, http_meters=replace(bench.http_meters, server=CpuMeter(pid)))
+        floor_row = Row("  framework floor (framework_floor.py)", await floor.run_http(http_op), None, FLOOR_NOTE)
+    return jwt_row, token_row, floor_row
 
 
 async def list_floor(
@@ -750,6 +762,12 @@ async def benchmark(args: argparse.Namespace) -> None:
         print("targets: " + "; ".join(verdicts))
         parts = [get_one.cpu_us(get_one.server_cpu), get_one.cpu_us(get_one.postgres_cpu)]
         parts.append(get_one.cpu_us(get_one.client_cpu))
+        floor_us, product_us = rows[2].http and rows[2].http.cpu_us(rows[2].http.server_cpu), parts[0]
+        if floor_us and product_us:
+            print(
+                f"get-one server CPU per request: product {product_us:,.0f} µs, framework floor {floor_us:,.0f} µs"
+                f" ({product_us / floor_us:.2f}× the floor)"
+            )
         if all(part is not None for part in parts):
             server_us, postgres_us, client_us = (part or 0.0 for part in parts)
             total = server_us + postgres_us + client_us

@@ -74,13 +74,19 @@ def running_server(database_url: str, log_path: Path, workdir: Path, workers: in
     executable = Path(sys.executable).parent / "customer-master"
     command = [str(executable), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     env = {
-        **os.environ,
         "DATABASE_URL": database_url,
         "CM_JWT_SECRET": "bench-" + secrets.token_hex(16),
         "CM_DATA_DIR": str(workdir / "cm"),
     }
+    with running_process(command, env, log_path, workers) as pid:
+        yield port, pid
+
+
+@contextlib.contextmanager
+def running_process(command: list[str], env: dict[str, str], log_path: Path, workers: int) -> Iterator[int]:
+    """`command` (a uvicorn server) with `env` added to ours, until each of its workers has started; yields its pid."""
     with log_path.open("w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env})
         try:
             deadline = time.monotonic() + 120
             while log_path.read_text().count("Application startup complete") < workers:
@@ -90,7 +96,7 @@ def running_server(database_url: str, log_path: Path, workdir: Path, workers: in
                     raise RuntimeError(f"the server did not start; see {log_path}")
                 time.sleep(0.2)
             print(f"server: {' '.join(command[1:])} (pid {process.pid})", flush=True)
-            yield port, process.pid
+            yield process.pid
         finally:
             process.terminate()
             try:
