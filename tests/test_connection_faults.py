@@ -7,6 +7,7 @@ request transaction's and the read connections' (`Database.read`, for requests t
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -61,6 +62,15 @@ async def statement_still_running(database: Database, pid: int) -> bool:
         await conn.close()
 
 
+def assert_none_left_in_use(db: Db) -> None:
+    """No connection of the pools stays checked out. The test server's webhook worker takes one for a moment
+    now and then, so "left" means still in use after a few seconds: a leaked connection never comes back."""
+    deadline = time.monotonic() + 5
+    while db.database.pool_connections()[0] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert db.database.pool_connections()[0] == 0
+
+
 @each_pool
 def test_a_cancelled_request_never_hands_its_connection_to_the_next(db: Db, opener: Opener) -> None:
     """The client went away mid-statement: its connection is closed, not pooled, and its backend stops."""
@@ -81,7 +91,7 @@ def test_a_cancelled_request_never_hands_its_connection_to_the_next(db: Db, open
     pid, following, still_running = db.run(scenario())
     assert pid not in following
     assert not still_running
-    assert db.database.pool_connections()[0] == 0
+    assert_none_left_in_use(db)
 
 
 @each_pool
@@ -99,7 +109,7 @@ def test_a_terminated_backend_is_a_503_and_its_connection_is_discarded(db: Db, o
     pid, error, following = db.run(scenario())
     assert isinstance(error, ServiceUnavailable)
     assert pid not in following
-    assert db.database.pool_connections()[0] == 0
+    assert_none_left_in_use(db)
 
 
 def test_a_read_that_finds_every_connection_busy_is_a_503_once_it_has_waited(
@@ -151,7 +161,7 @@ def test_requests_after_the_pool_lost_its_backends_answer_200_or_503_never_500(
         assert set(statuses) <= {200, 503}, statuses
     # Once the dead connections are gone, everything answers again.
     assert {client.get(path, headers=org.headers()).status_code for path in reads} == {200}
-    assert db.database.pool_connections()[0] == 0
+    assert_none_left_in_use(db)
 
 
 def test_an_export_that_loses_its_connection_midway_is_cut_short_not_completed(
@@ -187,4 +197,4 @@ def test_an_export_that_loses_its_connection_midway_is_cut_short_not_completed(
         server_log.removeHandler(caplog.handler)
     assert not [record for record in caplog.records if record.exc_info], "a crash was logged, not a cut-short"
     assert "response cut short" in caplog.text
-    assert db.database.pool_connections()[0] == 0
+    assert_none_left_in_use(db)
