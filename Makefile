@@ -26,7 +26,7 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	scripts/ensure-chromium.sh  # the web UI tests drive Debian's Chromium
-	$(BIN)/pytest -n 2  # two workers, each with its own PostgreSQL and server
+	$(BIN)/pytest -n 2 --dist worksteal  # two workers, each with its own PostgreSQL and server
 
 bench: $(STAMP)
 	$(BIN)/python bench/api.py

@@ -13,7 +13,7 @@ import secrets
 import socket
 import threading
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -71,15 +71,26 @@ class Server:
     db: Db
 
 
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """`asyncio.run` that also works while Playwright's sync API keeps an event loop in this thread (after a
-    browser test in the same worker): the coroutine runs on a loop of its own in another thread."""
+# The few long tests (40–100 s each, `pytest --durations 10`) are collected first: with `--dist worksteal`
+# (Makefile) the other worker takes the short ones meanwhile and the two end together, instead of one
+# waiting out a long test that happened to start last.
+LONG_TEST_FILES = ("test_openapi_schemathesis.py", "test_crash.py", "test_chaos.py", "test_lifecycle.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name not in LONG_TEST_FILES)  # stable: the rest keep their order
+
+
+def in_own_thread(function: Callable[..., T], *args: Any) -> T:
+    """`function(*args)` in a thread of its own, for what calls `asyncio.run` (this file's `run_async`, Alembic's
+    env.py in `upgrade_to_head`): that fails in this thread while Playwright's sync API keeps an event loop in
+    it, as it does after a browser test in the same worker."""
     results: list[T] = []
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
-            results.append(asyncio.run(coro))
+            results.append(function(*args))
         except BaseException as exc:  # handed to the caller's thread
             errors.append(exc)
 
@@ -89,6 +100,11 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
     if errors:
         raise errors[0]
     return results[0]
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run`, also after a browser test in the same worker (see `in_own_thread`)."""
+    return in_own_thread(asyncio.run, coro)
 
 
 def _free_port() -> int:
@@ -101,7 +117,7 @@ def _free_port() -> int:
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     server_url = os.environ.get("TEST_DATABASE_URL") or start_embedded_server(tmp_path_factory.mktemp("pg"))
     url = run_async(ensure_database(server_url, f"cm_test_{os.getpid()}_{secrets.token_hex(3)}"))
-    upgrade_to_head(url)
+    in_own_thread(upgrade_to_head, url)
     return url
 
 

@@ -47,7 +47,7 @@ import pytest
 from alembic import command
 
 from customer_master.db.migrate import alembic_config, upgrade_to_head
-from tests.conftest import run_async
+from tests.conftest import in_own_thread, run_async
 
 ORG_ID = "org_id"  # the distribution column
 DISTRIBUTED = frozenset(
@@ -214,7 +214,7 @@ async def _seed(url: str) -> dict[str, uuid.UUID]:
 def test_the_keys_0005_left_without_org_id_are_found_and_0006_adds_it_to_an_install_with_data(
     scratch_database: str,
 ) -> None:
-    command.upgrade(alembic_config(scratch_database), "0005")
+    in_own_thread(command.upgrade, alembic_config(scratch_database), "0005")
     ids = run_async(_seed(scratch_database))
     before = run_async(citus_problems(scratch_database))
     for expected in (
@@ -226,7 +226,7 @@ def test_the_keys_0005_left_without_org_id_are_found_and_0006_adds_it_to_an_inst
     ):
         assert expected in before
 
-    upgrade_to_head(scratch_database)
+    in_own_thread(upgrade_to_head, scratch_database)
 
     assert run_async(citus_problems(scratch_database)) == []
 

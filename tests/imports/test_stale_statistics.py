@@ -24,7 +24,7 @@ from customer_master.db.migrate import upgrade_to_head
 from customer_master.db.session import Database
 from customer_master.imports.schemas import ImportReport
 from customer_master.imports.service import ImportSource, import_customers_csv
-from tests.conftest import run_async
+from tests.conftest import in_own_thread, run_async
 
 # A customer and a contact per row. The cost of the degenerate plan grows with the square of the rows, a
 # healthy import's linearly: 5,000 rows cost ~1 s more, too little to tell from load; 10,000 rows ~12 s in one
@@ -44,7 +44,7 @@ def rows_csv(numbers: range, email: str = "einkauf") -> bytes:
 
 @pytest.fixture
 def fresh_database_url(scratch_database: str) -> str:
-    upgrade_to_head(scratch_database)
+    in_own_thread(upgrade_to_head, scratch_database)
     return scratch_database
 
 

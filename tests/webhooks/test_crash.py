@@ -64,7 +64,7 @@ from customer_master.auth.tenancy import OrgId
 from customer_master.config import Settings
 from customer_master.db.migrate import upgrade_to_head
 from customer_master.db.session import Database
-from tests.conftest import JWT_SECRET, run_async, serve_app
+from tests.conftest import JWT_SECRET, in_own_thread, run_async, serve_app
 
 pytestmark = pytest.mark.chaos
 
@@ -435,7 +435,7 @@ async def new_org(database_url: str) -> tuple[uuid.UUID, str]:
 
 @pytest.fixture
 def crash_database(scratch_database: str) -> str:
-    upgrade_to_head(scratch_database)
+    in_own_thread(upgrade_to_head, scratch_database)
     return scratch_database
 
 
