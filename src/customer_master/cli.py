@@ -67,8 +67,9 @@ def database_url() -> str:
     from customer_master.db.faults import is_connection_lost
     from customer_master.db.migrate import upgrade_to_head
     from customer_master.db.session import resolve_database_url
+    from customer_master.stopping import exit_normally_on_sigterm
 
-    _exit_normally_on_sigterm()
+    exit_normally_on_sigterm()
     try:
         url = asyncio.run(resolve_database_url(get_settings()))
         upgrade_to_head(url)
@@ -79,20 +80,11 @@ def database_url() -> str:
     return url
 
 
-def _exit_normally_on_sigterm() -> None:
-    """SIGTERM's default ends a process without its exit hooks, which stop the embedded PostgreSQL when this
-    process is its last user; as a normal exit (status 143, as the shell reports it) they run, and the
-    transaction in flight is rolled back. `serve` installs its own handlers first (a stop there is exit 0)."""
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-
-
 def in_transaction(url: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """Run `work` in one transaction: committed when it succeeds, rolled back when it fails."""
-    import asyncio
-
+    """Run `work` in one transaction: committed when it succeeds, rolled back when it fails (or stopped)."""
     from customer_master.db.session import Database
     from customer_master.errors import AppError
+    from customer_master.stopping import run_stoppable
 
     async def run() -> T:
         database = Database(url, pool_size=1)
@@ -103,7 +95,7 @@ def in_transaction(url: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
             await database.dispose()
 
     try:
-        return asyncio.run(run())
+        return run_stoppable(run())
     except ValidationError as exc:
         fail(_describe(exc))
     except AppError as exc:

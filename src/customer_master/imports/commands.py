@@ -1,6 +1,5 @@
 """`customer-master import` and `customer-master export`: the service of API.md §6 on the command line."""
 
-import asyncio
 import json
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from customer_master.imports import service
 from customer_master.imports.export import parse_delimiter, stream_customers_csv
 from customer_master.imports.reader import FileRejected
 from customer_master.imports.schemas import ImportReport
+from customer_master.stopping import run_stoppable
 
 EXIT_OK, EXIT_ROWS_FAILED, EXIT_REJECTED, EXIT_ERROR = 0, 1, 2, 3
 ERRORS_SHOWN = 50
@@ -45,10 +45,10 @@ def run_import(database_url: str, path: Path, org_slug: str, *, dry_run: bool, a
                     def on_progress(rows: int, position: int) -> None:
                         bar.update(task, completed=min(position, total), rows=rows)
 
-                    report = asyncio.run(_import(database_url, file, path.name, org_slug, dry_run, on_progress))
+                    report = run_stoppable(_import(database_url, file, path.name, org_slug, dry_run, on_progress))
                     bar.update(task, completed=total, description="Done")
             else:
-                report = asyncio.run(_import(database_url, file, path.name, org_slug, dry_run, None))
+                report = run_stoppable(_import(database_url, file, path.name, org_slug, dry_run, None))
         except (FileRejected, NotFound) as exc:
             _error(_describe(exc))
             return EXIT_REJECTED
@@ -135,11 +135,11 @@ def run_export(database_url: str, org_slug: str, output: Path | None, delimiter:
         return EXIT_REJECTED
     try:
         if output is None:
-            asyncio.run(_export(database_url, org_slug, chosen, sys.stdout.buffer))
+            run_stoppable(_export(database_url, org_slug, chosen, sys.stdout.buffer))
             sys.stdout.flush()
         else:
             with output.open("wb") as target:
-                asyncio.run(_export(database_url, org_slug, chosen, target))
+                run_stoppable(_export(database_url, org_slug, chosen, target))
     except NotFound as exc:
         _error(exc.message)
         return EXIT_REJECTED
