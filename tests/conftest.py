@@ -22,10 +22,12 @@ import asyncpg
 import httpx
 import pytest
 import uvicorn
+from argon2 import PasswordHasher
 from fastapi import FastAPI
 from sqlalchemy import text
 
 from customer_master.app import create_app
+from customer_master.auth import security
 from customer_master.auth import service as auth_service
 from customer_master.auth.models import Role
 from customer_master.auth.schemas import ApiTokenCreate, UserCreate
@@ -111,6 +113,18 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashing() -> Iterator[None]:
+    """Argon2id with its cheapest parameters in this process (the test servers run in it): the library's
+    default profile costs ~0.16 s of CPU a hash and as much a check, and nearly every test makes an org with an
+    admin, every browser test logs in. What is tested of passwords (the rules, the check, the lockout) is the
+    same; a hash records its parameters, so each is checked with its own. Processes the tests start (the CLI,
+    `serve`) hash as shipped."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(security, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -22,11 +22,9 @@ from typing import Any
 
 import httpx
 import pytest
-from argon2 import PasswordHasher
 from schemathesis.core.warnings import SchemathesisWarning
 
 from customer_master.app import create_app
-from customer_master.auth import security
 from customer_master.auth.models import Role
 from customer_master.config import get_settings
 from tests.conftest import Db, OrgContext, Server, create_customer, make_org
@@ -225,13 +223,6 @@ def schemathesis_config(token: str, data: OrgWithData) -> str:
 
 
 @pytest.fixture
-def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Argon2's cost (~0.2 s of CPU a hash) is not what this test is about: hundreds of generated users and
-    password changes would spend minutes on it. The test server hashes with the cheapest parameters meanwhile."""
-    monkeypatch.setattr(security, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
-
-
-@pytest.fixture
 def org_with_data(db: Db, server: Server) -> Iterator[OrgWithData]:
     """An org with a row behind every operation: customers with contacts, an import, a merge (and its undo's
     target), a webhook endpoint on a loopback address with a delivery attempt. Loopback receivers are allowed
@@ -310,7 +301,7 @@ def test_every_accepted_refusal_names_an_operation_of_the_document() -> None:
 
 @pytest.mark.parametrize("role", [Role.ADMIN, Role.VIEWER], ids=lambda role: role.value.lower())
 def test_schemathesis_with_every_check_finds_nothing(
-    role: Role, server: Server, org_with_data: OrgWithData, cheap_password_hashing: None, tmp_path: Path
+    role: Role, server: Server, org_with_data: OrgWithData, tmp_path: Path
 ) -> None:
     config = tmp_path / "schemathesis.toml"
     config.write_text(schemathesis_config(org_with_data.org.tokens[role], org_with_data))
