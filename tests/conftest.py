@@ -121,7 +121,8 @@ def cheap_password_hashing() -> Iterator[None]:
     default profile costs ~0.16 s of CPU a hash and as much a check, and nearly every test makes an org with an
     admin, every browser test logs in. What is tested of passwords (the rules, the check, the lockout) is the
     same; a hash records its parameters, so each is checked with its own. Processes the tests start (the CLI,
-    `serve`) hash as shipped."""
+    `serve`) hash as shipped. (An unknown user's login is still checked against `auth.service`'s dummy hash
+    of the shipped cost: no test here may compare the time of logins.)"""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(security, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
         yield
