@@ -151,6 +151,14 @@ async def _customer(session: AsyncSession, principal: Principal, customer_id: uu
     return await service.get_customer(session, principal.org_id, customer_id)
 
 
+async def _render_customer(
+    request: Request, session: AsyncSession, principal: Principal, customer_id: uuid.UUID, template: str, **extra: Any
+) -> Response:
+    """`template` with the customer (404 when the org has none of this id)."""
+    document = await _customer(session, principal, customer_id)
+    return render(request, template, {"customer": document.customer, **extra})
+
+
 def _render_detail(request: Request, customer: CustomerOut, status: int = 200, **extra: Any) -> Response:
     fields = editable_fields(customer)
     context = {
@@ -262,8 +270,7 @@ async def customer_fields(
     request: Request, customer_id: uuid.UUID, session: SessionDep, principal: WebUser
 ) -> Response:
     """The fields as text (htmx: "cancel" of the edit form)."""
-    document = await _customer(session, principal, customer_id)
-    return render(request, "customers/_fields.html", {"customer": document.customer, "focus_edit": True})
+    return await _render_customer(request, session, principal, customer_id, "customers/_fields.html", focus_edit=True)
 
 
 @router.get("/customers/{customer_id}/edit")
@@ -339,8 +346,7 @@ async def save_customer(
 async def delete_customer_page(
     request: Request, customer_id: uuid.UUID, session: SessionDep, principal: WebAdmin
 ) -> Response:
-    document = await _customer(session, principal, customer_id)
-    return render(request, "customers/delete.html", {"customer": document.customer})
+    return await _render_customer(request, session, principal, customer_id, "customers/delete.html")
 
 
 @router.post("/customers/{customer_id}/delete", dependencies=[CsrfChecked])
