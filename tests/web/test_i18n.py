@@ -11,13 +11,14 @@ from babel.messages.pofile import read_po
 from playwright.sync_api import Browser, expect
 
 from customer_master.web import i18n
+from customer_master.web.core import environment
 from tests.conftest import PASSWORD, Server
 from tests.web.conftest import WebOrg
 
 WEB = Path(i18n.__file__).parent
 PO = WEB / "locales" / "de" / "LC_MESSAGES" / "messages.po"
 MO = PO.with_suffix(".mo")
-KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2)}
+KEYWORDS = {"_": None, "N_": None, "gettext": None, "ngettext": (1, 2)}  # as scripts/update-translations.sh
 
 
 def _source_messages() -> set[str]:
@@ -48,6 +49,20 @@ def test_every_text_of_the_ui_has_a_german_translation() -> None:
     assert not missing, f"run scripts/update-translations.sh and translate: {missing}"
     untranslated = [key for key, (_, strings, fuzzy) in catalog.items() if fuzzy or not all(strings)]
     assert not untranslated, untranslated
+
+
+def test_the_label_tables_reach_the_templates_in_each_language() -> None:
+    """`web/labels.py`'s tables, marked with `N_` where they are written, translated where they are shown."""
+    english, german = environment("en").globals, environment("de").globals
+    assert (english["field_labels"]["billing_address"], german["field_labels"]["billing_address"]) == (
+        "Billing address",
+        "Rechnungsadresse",
+    )
+    assert german["signal_labels"]["S1_EMAIL"] == "Absender ist ein Kontakt"
+    assert german["reason_labels"]["SIMILAR_NAME"] == "Ähnlicher Name"
+    for table in ("field_labels", "signal_labels", "reason_labels"):
+        assert english[table].keys() == german[table].keys()
+        assert all(german[table][code] != text for code, text in english[table].items() if text != "Name"), table
 
 
 def test_translations_keep_their_placeholders() -> None:
