@@ -98,7 +98,7 @@ async def get_customer(reads: Reads, org_id: OrgId, customer_id: uuid.UUID) -> C
     return CustomerDocument(_model_from_row(CustomerOut, row, contacts=contacts, metadata=metadata))
 
 
-_JSON_COLUMNS = frozenset({"billing_address", "shipping_address", "metadata"})
+_JSON_COLUMNS = frozenset({"billing_address", "shipping_address"})  # metadata: given, a JSON null being {}
 
 
 def _model_from_row(model: type[RowModel], row: Mapping[str, Any], **given: Any) -> RowModel:
