@@ -119,6 +119,8 @@ def test_invalid_currency_shows_the_api_message_beside_the_field(
     log_in(page, web_org)
     page.goto(f"/customers/{customer['id']}")
     page.get_by_role("link", name="Edit", exact=True).click()
+    # The form focuses its first field as htmx settles it: typing before that could land in that field.
+    expect(page.locator("#customer-fields").get_by_role("textbox", name="Name", exact=True)).to_be_focused()
     page.get_by_label("Currency").fill("XYZ")
     page.locator("#customer-fields").get_by_label("Country").first.fill("XX")
     page.get_by_role("button", name="Save").click()
@@ -168,6 +170,8 @@ def test_add_two_contacts_and_switch_the_primary(page: Page, web_org: WebOrg, cl
 
     htmx_settled(page)
     contacts.get_by_role("link", name="Edit (einkauf@muster.de)").click()
+    expect(contacts.locator("tr.editing")).to_be_visible()
+    htmx_settled(page)  # it focuses the form's first field on settling: typing before would land there
     contacts.locator("tr.editing").get_by_label("Name").fill("Max M.")
     contacts.get_by_role("button", name="Save contact").click()
     expect(rows.nth(1)).to_contain_text("Max M.")
