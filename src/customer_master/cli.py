@@ -61,17 +61,16 @@ def fail(message: str, code: int = 1) -> None:
 
 def database_url() -> str:
     """The database, migrated to the newest schema (safe while a server runs on it)."""
-    import asyncio
 
     from customer_master.config import get_settings
     from customer_master.db.faults import is_connection_lost
     from customer_master.db.migrate import upgrade_to_head
     from customer_master.db.session import resolve_database_url
-    from customer_master.stopping import exit_normally_on_sigterm
+    from customer_master.stopping import exit_normally_on_sigterm, run_stoppable
 
     exit_normally_on_sigterm()
     try:
-        url = asyncio.run(resolve_database_url(get_settings()))
+        url = run_stoppable(resolve_database_url(get_settings()))
         upgrade_to_head(url)
     except Exception as exc:
         if not (is_connection_lost(exc) or isinstance(exc, OSError)):

@@ -310,7 +310,7 @@ class RowValidator:
                 _check_metadata(metadata)
         except ValidationError as exc:
             index, key = max(
-                ((index, key) for index, key in self.header.metadata if index < count and fields[index].strip()),
+                (cell for cell, value in zip(self.header.metadata, written, strict=True) if value),
                 key=lambda cell: len(fields[cell[0]]),
             )
             errors.append(
